@@ -1,0 +1,1 @@
+"""autopilot_ros: a learned autopilot for sailing boats."""

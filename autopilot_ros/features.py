@@ -1,0 +1,267 @@
+"""The one feature implementation: the node, the simulator evaluation and training call it.
+
+The feature list is data (FEATURE_SPEC). Its hash goes into every exported model and the
+node refuses a model built for another spec, so training and serving can never silently
+disagree on what a column means.
+"""
+
+from dataclasses import asdict, dataclass
+import hashlib
+import json
+import math
+
+import numpy as np
+
+from autopilot_ros.conventions import (
+    GRAVITY,
+    heading_error,
+    true_wind,
+    turn_rate_starboard,
+    twa_for_awa,
+    wrap_2pi,
+    wrap_pi,
+)
+from autopilot_ros.samples import (
+    HeadingSample,
+    ImuSample,
+    RudderSample,
+    SpeedSample,
+    WindSample,
+)
+
+WINDOW_LENGTH = 20
+MODES = ('standby', 'compass', 'wind_awa', 'wind_twa')
+STEERING_MODES = MODES[1:]
+
+# Gains of the PD-suggestion feature. Part of the spec (and its hash): a model learns on top
+# of this exact suggestion, so it must not follow the node's tunable fallback gains.
+FEATURE_PD_KP = 1.2  # rudder per rad of heading error
+FEATURE_PD_KD = 1.5  # rudder per rad/s of turn rate to starboard
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    name: str
+    unit: str
+    scale: float  # the model sees value * scale
+    source: str
+    description: str
+
+
+def _f(name: str, unit: str, scale: float, source: str, description: str) -> FeatureDef:
+    return FeatureDef(name, unit, scale, source, description)
+
+
+FEATURE_SPEC: tuple[FeatureDef, ...] = (
+    _f('heading_error', 'rad', 1.0, 'heading+mode',
+       'wrap(target heading - heading), (-pi, pi]; > 0 needs starboard rudder'),
+    _f('mode_compass', '1', 1.0, 'mode', 'one-hot: compass course'),
+    _f('mode_wind_awa', '1', 1.0, 'mode', 'one-hot: apparent wind angle'),
+    _f('mode_wind_twa', '1', 1.0, 'mode', 'one-hot: true wind angle'),
+    _f('turn_rate_stbd', 'rad/s', 5.0, 'imu', '-angular_velocity.z (REP-103 z is up)'),
+    _f('roll', 'rad', 2.0, 'imu', 'REP-103 roll, > 0 = starboard side down'),
+    _f('roll_rate', 'rad/s', 2.0, 'imu', 'angular_velocity.x'),
+    _f('pitch', 'rad', 5.0, 'imu', 'REP-103 pitch, > 0 = bow down'),
+    _f('pitch_rate', 'rad/s', 2.0, 'imu', 'angular_velocity.y'),
+    _f('accel_surge', 'm/s^2', 0.2, 'imu', 'linear_acceleration.x (forward)'),
+    _f('accel_sway', 'm/s^2', 0.2, 'imu', 'linear_acceleration.y (left)'),
+    _f('accel_heave', 'm/s^2', 0.2, 'imu', 'linear_acceleration.z - g (up)'),
+    _f('sin_awa', '1', 1.0, 'wind', 'sin of apparent wind angle (> 0 = from starboard)'),
+    _f('cos_awa', '1', 1.0, 'wind', 'cos of apparent wind angle'),
+    _f('aws', 'm/s', 0.1, 'wind', 'apparent wind speed'),
+    _f('awa_rate', 'rad/s', 2.0, 'wind', 'rate of change of AWA between the last two readings'),
+    _f('sin_twa', '1', 1.0, 'wind+speed', 'sin of true wind angle'),
+    _f('cos_twa', '1', 1.0, 'wind+speed', 'cos of true wind angle'),
+    _f('tws', 'm/s', 0.1, 'wind+speed', 'true wind speed'),
+    _f('stw', 'm/s', 0.2, 'speed', 'speed through water (0 when unknown)'),
+    _f('speed_valid', '1', 1.0, 'speed', '1 when the speed input is fresh'),
+    _f('rudder_angle', '1', 1.0, 'rudder_angle',
+       'measured rudder, [-1, 1] > 0 = starboard (last command if no sensor)'),
+    _f('rudder_rate', '1/s', 2.0, 'rudder_angle', 'rate between the last two readings'),
+    _f('pd_suggestion', '1', 1.0, 'derived',
+       f'clip({FEATURE_PD_KP} * heading_error - {FEATURE_PD_KD} * turn_rate_stbd, -1, 1)'),
+    _f('sin_wind_target', '1', 1.0, 'mode',
+       'sin of the wind-mode target angle (0 in compass mode)'),
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURE_SPEC)
+NUM_FEATURES = len(FEATURE_SPEC)
+INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+SCALES = np.array([f.scale for f in FEATURE_SPEC], dtype=np.float32)
+
+
+def spec_hash() -> str:
+    """A stable short hash of the spec: names, units, scales, sources and PD gains."""
+    payload = {
+        'features': [asdict(f) for f in FEATURE_SPEC],
+        'pd_kp': FEATURE_PD_KP,
+        'pd_kd': FEATURE_PD_KD,
+        'window_length': WINDOW_LENGTH,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(',', ':')).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+FEATURE_SPEC_HASH = spec_hash()
+
+
+class InputState:
+    """Latest value of every input plus the rates derived between consecutive readings.
+
+    Samples arrive in any order and at any rate; the control tick reads this state. The
+    node, the simulator loop and the dataset builder all feed it the same samples, which
+    is what makes their feature windows identical.
+    """
+
+    def __init__(self) -> None:
+        self.imu: ImuSample | None = None
+        self.heading: HeadingSample | None = None
+        self.wind: WindSample | None = None
+        self.speed: SpeedSample | None = None
+        self.rudder: RudderSample | None = None
+        self.awa_rate = 0.0
+        self.rudder_rate = 0.0
+        self.heading_rate = 0.0  # rad/s to starboard, from the compass (IMU fallback)
+
+    def update(self, sample: object) -> bool:
+        """Take one sample; False (and nothing changed) if it carries a non-finite value."""
+        if isinstance(sample, ImuSample):
+            values = (sample.roll, sample.pitch, sample.roll_rate, sample.pitch_rate,
+                      sample.yaw_rate_z, sample.accel_x, sample.accel_y, sample.accel_z)
+            if not all(math.isfinite(v) for v in values):
+                return False
+            self.imu = sample
+        elif isinstance(sample, HeadingSample):
+            if not math.isfinite(sample.heading):
+                return False
+            prev = self.heading
+            if prev is not None and sample.stamp > prev.stamp:
+                self.heading_rate = wrap_pi(sample.heading - prev.heading) / (
+                    sample.stamp - prev.stamp)
+            self.heading = sample
+        elif isinstance(sample, WindSample):
+            if not (math.isfinite(sample.awa) and math.isfinite(sample.aws)) or sample.aws < 0:
+                return False
+            prev = self.wind
+            if prev is not None and sample.stamp > prev.stamp:
+                self.awa_rate = wrap_pi(sample.awa - prev.awa) / (sample.stamp - prev.stamp)
+            self.wind = sample
+        elif isinstance(sample, SpeedSample):
+            if not math.isfinite(sample.stw):
+                return False
+            self.speed = sample
+        elif isinstance(sample, RudderSample):
+            if not math.isfinite(sample.angle):
+                return False
+            prev = self.rudder
+            if prev is not None and sample.stamp > prev.stamp:
+                self.rudder_rate = (sample.angle - prev.angle) / (sample.stamp - prev.stamp)
+            self.rudder = sample
+        else:
+            raise TypeError(f'not a sensor sample: {type(sample).__name__}')
+        return True
+
+    def age(self, name: str, now: float) -> float:
+        """Seconds since the input's last reading (inf if it never came)."""
+        sample = getattr(self, 'rudder' if name == 'rudder_angle' else name)
+        return math.inf if sample is None else now - sample.stamp
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """Which inputs are fresh at this tick (decided by the safety limits)."""
+
+    imu: bool
+    heading: bool
+    wind: bool
+    speed: bool
+    rudder: bool
+
+
+def wind_triangle(state: InputState, fresh: Fresh) -> tuple[float, float] | None:
+    """(TWA, TWS) from the latest apparent wind and speed; boat speed 0 if speed is stale."""
+    if state.wind is None or not fresh.wind:
+        return None
+    stw = state.speed.stw if (fresh.speed and state.speed is not None) else 0.0
+    return true_wind(state.wind.awa, state.wind.aws, stw)
+
+
+def target_heading(mode: str, target: float, state: InputState, fresh: Fresh) -> float | None:
+    """The compass heading a mode steers to, or None when the inputs cannot tell.
+
+    Compass: the target itself. TWA: heading + (TWA - target TWA), so a boat sailing too
+    far off the wind (TWA larger than the target, wind from starboard) turns to starboard.
+    AWA: the target AWA is first turned into a target TWA with the current wind triangle.
+    """
+    if state.heading is None or not fresh.heading:
+        return None
+    if mode == 'compass':
+        return wrap_2pi(target)
+    triangle = wind_triangle(state, fresh)
+    if triangle is None:
+        return None
+    twa, tws = triangle
+    if mode == 'wind_twa':
+        target_twa = target
+    elif mode == 'wind_awa':
+        stw = state.speed.stw if (fresh.speed and state.speed is not None) else 0.0
+        target_twa = twa_for_awa(target, tws, stw)
+    else:
+        return None
+    return wrap_2pi(state.heading.heading + wrap_pi(twa - target_twa))
+
+
+def build_features(
+    mode: str,
+    target: float,
+    target_hdg: float,
+    state: InputState,
+    fresh: Fresh,
+    last_command: float,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Fill `out` (float32, NUM_FEATURES) with one scaled feature row and return it.
+
+    Inputs that are stale read as 0 (their validity is the pilot's business: it does not
+    run a model on a window that holds stale rows).
+    """
+    row = out
+    row[:] = 0.0
+    err = heading_error(target_hdg, state.heading.heading)
+    row[0] = err
+    if mode in STEERING_MODES:
+        row[1 + STEERING_MODES.index(mode)] = 1.0
+    rate = 0.0
+    imu = state.imu
+    if imu is not None and fresh.imu:
+        rate = turn_rate_starboard(imu.yaw_rate_z)
+        row[4] = rate
+        row[5] = imu.roll
+        row[6] = imu.roll_rate
+        row[7] = imu.pitch
+        row[8] = imu.pitch_rate
+        row[9] = imu.accel_x
+        row[10] = imu.accel_y
+        row[11] = imu.accel_z - GRAVITY
+    wind = state.wind
+    if wind is not None and fresh.wind:
+        row[12] = math.sin(wind.awa)
+        row[13] = math.cos(wind.awa)
+        row[14] = wind.aws
+        row[15] = state.awa_rate
+        twa, tws = wind_triangle(state, fresh)
+        row[16] = math.sin(twa)
+        row[17] = math.cos(twa)
+        row[18] = tws
+    if state.speed is not None and fresh.speed:
+        row[19] = state.speed.stw
+        row[20] = 1.0
+    if state.rudder is not None and fresh.rudder:
+        row[21] = state.rudder.angle
+        row[22] = state.rudder_rate
+    else:
+        row[21] = last_command
+    row[23] = min(1.0, max(-1.0, FEATURE_PD_KP * err - FEATURE_PD_KD * rate))
+    if mode in ('wind_awa', 'wind_twa'):
+        row[24] = math.sin(target)
+    row *= SCALES
+    return row

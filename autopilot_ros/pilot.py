@@ -1,0 +1,203 @@
+"""The Pilot: sensor samples in, one safe rudder command and a status out, per tick.
+
+The ROS node, the simulator's closed-loop evaluation and training's evaluation all run
+this very object, so what is measured in the simulator is what steers the boat.
+"""
+
+from dataclasses import dataclass, field
+import math
+
+import numpy as np
+
+from autopilot_ros.conventions import heading_error, turn_rate_starboard
+from autopilot_ros.features import (
+    MODES,
+    NUM_FEATURES,
+    WINDOW_LENGTH,
+    Fresh,
+    InputState,
+    build_features,
+    target_heading,
+)
+from autopilot_ros.pd_pilot import PDGains, pd_command
+from autopilot_ros.safety import SafetyLayer, SafetyLimits
+from autopilot_ros.window import FeatureWindow
+
+# Same numbers as the POLICY_* constants of RudderCommand.msg / AutopilotStatus.msg.
+POLICY_STANDBY = 0
+POLICY_MODEL = 1
+POLICY_FALLBACK_PD = 2
+POLICY_NAMES = {POLICY_STANDBY: 'standby', POLICY_MODEL: 'model', POLICY_FALLBACK_PD: 'pd'}
+
+OPTIONAL_INPUTS = ('speed', 'rudder_angle')
+INPUT_NAMES = ('imu', 'heading', 'wind', 'speed', 'rudder_angle')
+
+
+@dataclass
+class PilotConfig:
+    rate_hz: float = 10.0
+    limits: SafetyLimits = field(default_factory=SafetyLimits)
+    pd: PDGains = field(default_factory=PDGains)
+
+    def validate(self) -> None:
+        if not 1.0 <= self.rate_hz <= 100.0:
+            raise ValueError(f'rate_hz {self.rate_hz} not in [1, 100]')
+        self.limits.validate()
+
+
+@dataclass
+class PilotOutput:
+    stamp: float
+    command: float
+    raw_command: float
+    engaged: bool
+    policy: int
+    reason: str
+    mode: str
+    target: float
+    target_heading: float
+    heading_error: float
+    window_fill: int
+    stale_inputs: list[str]
+    inference_time: float
+
+    @property
+    def policy_name(self) -> str:
+        return POLICY_NAMES[self.policy]
+
+
+def validate_mode(mode: str, target: float) -> None:
+    """Raise ValueError for an unknown mode or a target outside its mode's range."""
+    if mode not in MODES:
+        raise ValueError(f"mode '{mode}' is not one of {', '.join(MODES)}")
+    if not math.isfinite(target):
+        raise ValueError('target must be finite')
+    if mode == 'compass' and not 0.0 <= target < 2 * math.pi:
+        raise ValueError(f'compass target {target} rad not in [0, 2*pi)')
+    if mode in ('wind_awa', 'wind_twa') and not -math.pi < target <= math.pi:
+        raise ValueError(f'wind angle target {target} rad not in (-pi, pi]')
+
+
+class Pilot:
+    """Ties features, window, policy, PD fallback and safety layer together."""
+
+    def __init__(self, config: PilotConfig | None = None, policy=None) -> None:
+        self.config = config or PilotConfig()
+        self.config.validate()
+        self.inputs = InputState()
+        self.safety = SafetyLayer(self.config.limits)
+        self.window = FeatureWindow(WINDOW_LENGTH, NUM_FEATURES)
+        self._row = np.zeros(NUM_FEATURES, dtype=np.float32)
+        self.policy = policy
+        self.mode = 'standby'
+        self.target = 0.0
+        self._last_target_heading: float | None = None
+        self._last_stamp: float | None = None
+        self.engaged = False
+        self.rejected_samples = 0
+        self.nonfinite_outputs = 0
+
+    # -- inputs -------------------------------------------------------------------------
+    def update(self, sample: object) -> bool:
+        """Take one sensor sample; a non-finite one is counted and dropped (never used)."""
+        ok = self.inputs.update(sample)
+        if not ok:
+            self.rejected_samples += 1
+        return ok
+
+    def set_mode(self, mode: str, target: float) -> None:
+        """Change mode/target between ticks; raises ValueError and keeps the old ones."""
+        validate_mode(mode, target)
+        self.mode = mode
+        self.target = float(target)
+        self._last_target_heading = None
+
+    def set_policy(self, policy) -> None:
+        """Swap the model between two ticks (None: PD only). The window is kept."""
+        self.policy = policy
+
+    # -- the tick -----------------------------------------------------------------------
+    def fresh(self, now: float) -> Fresh:
+        limits = self.config.limits.stale_limits
+        state = self.inputs
+
+        def ok(name: str) -> bool:
+            return state.age(name, now) <= limits.get(name, math.inf)
+        return Fresh(ok('imu'), ok('heading'), ok('wind'), ok('speed'), ok('rudder_angle'))
+
+    def step(self, now: float) -> PilotOutput:
+        dt = 1.0 / self.config.rate_hz if self._last_stamp is None else now - self._last_stamp
+        self._last_stamp = now
+        fresh = self.fresh(now)
+        flags = (fresh.imu, fresh.heading, fresh.wind, fresh.speed, fresh.rudder)
+        stale = [n for n, f in zip(INPUT_NAMES, flags, strict=True) if not f]
+        state = self.inputs
+
+        if self.mode == 'standby':
+            return self._standby(now, 'mode is standby', stale)
+        if not fresh.heading:
+            return self._standby(now, 'heading unknown or stale', stale)
+
+        reasons = []
+        tgt = target_heading(self.mode, self.target, state, fresh)
+        if tgt is None:
+            if self._last_target_heading is None:
+                return self._standby(now, 'wind unknown: cannot resolve the wind target', stale)
+            tgt = self._last_target_heading
+            reasons.append('wind stale: holding last target heading')
+        self._last_target_heading = tgt
+        err = heading_error(tgt, state.heading.heading)
+
+        if not self.engaged:
+            self.engaged = True
+            start = state.rudder.angle if (fresh.rudder and state.rudder) else 0.0
+            self.safety.reset(start)
+
+        # The model reads IMU and wind features in every mode: both must be fresh.
+        model_inputs_fresh = fresh.imu and fresh.wind
+        if model_inputs_fresh:
+            build_features(self.mode, self.target, tgt, state, fresh, self.safety.command,
+                           self._row)
+            self.window.push(self._row)
+        else:
+            self.window.clear()
+            reasons.append('inputs stale: ' + ', '.join(n for n in stale
+                                                         if n not in OPTIONAL_INPUTS))
+
+        raw = math.nan
+        policy = POLICY_FALLBACK_PD
+        if self.policy is None:
+            reasons.append('no model loaded')
+        elif not self.window.full:
+            if model_inputs_fresh:
+                reasons.append(f'window filling {self.window.fill}/{WINDOW_LENGTH}')
+        else:
+            raw = self.policy.infer(self.window.array())
+            if math.isfinite(raw):
+                policy = POLICY_MODEL
+            else:
+                self.nonfinite_outputs += 1
+                reasons.append('model output not finite')
+        if policy == POLICY_FALLBACK_PD:
+            rate = (turn_rate_starboard(state.imu.yaw_rate_z) if fresh.imu and state.imu
+                    else state.heading_rate)
+            raw = pd_command(self.config.pd, err, rate)
+        command = self.safety.apply(raw, dt)
+        return PilotOutput(
+            stamp=now, command=command, raw_command=raw, engaged=True, policy=policy,
+            reason='; '.join(reasons), mode=self.mode, target=self.target,
+            target_heading=tgt, heading_error=err, window_fill=self.window.fill,
+            stale_inputs=stale, inference_time=self._inference_time())
+
+    def _standby(self, now: float, reason: str, stale: list[str]) -> PilotOutput:
+        self.engaged = False
+        self.window.clear()
+        self.safety.reset(0.0)
+        return PilotOutput(
+            stamp=now, command=0.0, raw_command=math.nan, engaged=False,
+            policy=POLICY_STANDBY, reason=reason, mode=self.mode, target=self.target,
+            target_heading=math.nan, heading_error=math.nan, window_fill=0,
+            stale_inputs=stale, inference_time=self._inference_time())
+
+    def _inference_time(self) -> float:
+        return self.policy.last_inference_time if self.policy is not None else math.nan

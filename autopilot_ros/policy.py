@@ -1,0 +1,158 @@
+"""An ONNX Runtime policy: one .onnx file, checked against the model contract, then timed.
+
+The node never unpickles anything; everything it needs to trust a model is in the file:
+the graph's input/output signature and the metadata written at export (DESIGN.md
+"Models"). Every refusal says exactly which part of the contract failed.
+"""
+
+from collections import deque
+import hashlib
+import math
+import os
+import time
+
+import numpy as np
+
+from autopilot_ros.conventions import SIGN_CONVENTION_VERSION
+from autopilot_ros.features import FEATURE_SPEC_HASH, NUM_FEATURES, WINDOW_LENGTH
+
+INPUT_NAME = 'input'
+OUTPUT_NAME = 'output'
+REQUIRED_METADATA = ('feature_spec_hash', 'window_length', 'rate_hz', 'sign_convention_version')
+
+
+class ModelError(Exception):
+    """A model file that breaks the contract; the message says what and where."""
+
+
+def _dim_ok(dim: object, expected: int | None) -> bool:
+    """A symbolic (named or None) dim is fine for the batch; fixed dims must match."""
+    if expected is None:
+        return dim is None or isinstance(dim, str) or dim == 1 or (isinstance(dim, int)
+                                                                    and dim > 0)
+    return dim == expected
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class OnnxPolicy:
+    """Loads, validates and warms up one model; then `infer(window)` -> rudder in [-1, 1]."""
+
+    def __init__(self, path: str, rate_hz: float | None = None, warmup_runs: int = 20) -> None:
+        import onnxruntime as ort  # deferred: the pure modules import without it
+
+        self.path = os.path.abspath(path)
+        if not os.path.isfile(self.path):
+            raise ModelError(f'{path}: no such model file')
+        self.sha256 = file_sha256(self.path)
+        options = ort.SessionOptions()
+        # One thread, no spinning: the Pi's other cores belong to the sensors and DDS, and a
+        # 66k-parameter LSTM gains nothing from parallelism.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                self.path, sess_options=options, providers=['CPUExecutionProvider'])
+        except Exception as exc:  # ORT raises several private types for unreadable files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f'{path}: ONNX Runtime cannot load it: {first}') from None
+        self._check_signature(path)
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._check_metadata(path, rate_hz)
+        self._times = deque(maxlen=1000)
+        self.last_inference_time = math.nan
+        self._warm_up(path, warmup_runs)
+
+    def _check_signature(self, path: str) -> None:
+        inputs = self.session.get_inputs()
+        outputs = self.session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
+            names = [i.name for i in inputs]
+            raise ModelError(f"{path}: expected one input named '{INPUT_NAME}', got {names}")
+        if len(outputs) != 1 or outputs[0].name != OUTPUT_NAME:
+            names = [o.name for o in outputs]
+            raise ModelError(f"{path}: expected one output named '{OUTPUT_NAME}', got {names}")
+        inp, out = inputs[0], outputs[0]
+        if inp.type != 'tensor(float)':
+            raise ModelError(f"{path}: input '{INPUT_NAME}' is {inp.type}, expected float32")
+        if out.type != 'tensor(float)':
+            raise ModelError(f"{path}: output '{OUTPUT_NAME}' is {out.type}, expected float32")
+        shape = list(inp.shape)
+        if len(shape) != 3 or not (_dim_ok(shape[0], None) and _dim_ok(shape[1], WINDOW_LENGTH)
+                                   and _dim_ok(shape[2], NUM_FEATURES)):
+            raise ModelError(f'{path}: input shape {shape}, expected [batch, {WINDOW_LENGTH}, '
+                             f'{NUM_FEATURES}] (window length x features)')
+        oshape = list(out.shape)
+        if len(oshape) != 2 or not (_dim_ok(oshape[0], None) and _dim_ok(oshape[1], 1)):
+            raise ModelError(f'{path}: output shape {oshape}, expected [batch, 1]')
+
+    def _check_metadata(self, path: str, rate_hz: float | None) -> None:
+        missing = [k for k in REQUIRED_METADATA if k not in self.metadata]
+        if missing:
+            raise ModelError(f'{path}: metadata lacks {missing}; export models with '
+                             'autopilot-train so they carry the feature spec')
+        md = self.metadata
+        if md['feature_spec_hash'] != FEATURE_SPEC_HASH:
+            raise ModelError(f"{path}: built for feature spec {md['feature_spec_hash']}, this "
+                             f'node computes {FEATURE_SPEC_HASH}; retrain on this version')
+        try:
+            window = int(md['window_length'])
+            model_rate = float(md['rate_hz'])
+            signs = int(md['sign_convention_version'])
+        except ValueError:
+            raise ModelError(f'{path}: metadata window_length/rate_hz/sign_convention_version '
+                             'are not numbers') from None
+        if window != WINDOW_LENGTH:
+            raise ModelError(f'{path}: window_length {window}, this node uses {WINDOW_LENGTH}')
+        if signs != SIGN_CONVENTION_VERSION:
+            raise ModelError(f'{path}: sign convention v{signs}, this node uses '
+                             f'v{SIGN_CONVENTION_VERSION}')
+        if rate_hz is not None and abs(model_rate - rate_hz) > 1e-6:
+            raise ModelError(f'{path}: model made for {model_rate:g} Hz, node runs at '
+                             f'{rate_hz:g} Hz; set rate_hz to {model_rate:g}')
+        self.rate_hz = model_rate
+
+    def _warm_up(self, path: str, runs: int) -> None:
+        """First runs allocate and pick kernels; do it at load, not on a control tick."""
+        zeros = np.zeros((1, WINDOW_LENGTH, NUM_FEATURES), dtype=np.float32)
+        try:
+            for _ in range(max(1, runs)):
+                out = self.session.run(None, {INPUT_NAME: zeros})[0]
+        except Exception as exc:
+            raise ModelError(f'{path}: fails to run on a zero window: {exc}') from None
+        if np.shape(out) != (1, 1):
+            raise ModelError(f'{path}: returned shape {np.shape(out)} for one window, '
+                             'expected (1, 1)')
+        if not np.isfinite(out).all():
+            raise ModelError(f'{path}: output is not finite on a zero window')
+        self._times.clear()
+
+    def infer(self, window: np.ndarray) -> float:
+        """Raw model output for one [1, L, F] window (NaN passes through to the safety layer)."""
+        start = time.perf_counter()
+        out = self.session.run(None, {INPUT_NAME: window})[0]
+        elapsed = time.perf_counter() - start
+        self.last_inference_time = elapsed
+        self._times.append(elapsed)
+        return float(out[0, 0])
+
+    def latency_percentiles(self) -> tuple[float, float]:
+        """(p50, p99) inference time in seconds over the last 1000 runs (NaN if none)."""
+        if not self._times:
+            return math.nan, math.nan
+        arr = np.fromiter(self._times, dtype=np.float64)
+        return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+    @property
+    def identity(self) -> str:
+        return f'{os.path.basename(self.path)} sha256:{self.sha256[:12]}'

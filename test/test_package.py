@@ -1,0 +1,115 @@
+"""The installed package is where a ROS user looks for it, and the pip route works."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import sysconfig
+import venv
+
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Run in a child interpreter: fails the import of rclpy (and anything below it).
+BLOCK_RCLPY = '''
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rosbag2_py'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+'''
+
+
+def test_share_directory_has_launch_config_and_resources():
+    share = pathlib.Path(get_package_share_directory('autopilot_ros'))
+    assert (share / 'package.xml').is_file()
+    assert (share / 'launch' / 'autopilot.launch.py').is_file()
+    assert (share / 'config' / 'autopilot.yaml').is_file()
+    assert (share / 'resource' / 'autopilot.rviz').is_file()
+    for name in ('Heading', 'Wind', 'RudderAngle', 'RudderCommand', 'AutopilotStatus'):
+        assert (share / 'msg' / f'{name}.msg').is_file()
+
+
+def test_executables_are_where_ros2_run_looks():
+    lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
+    for exe in ('autopilot_node', 'sim_node'):
+        assert os.access(lib / exe, os.X_OK), f'{exe} missing or not executable in {lib}'
+
+
+def test_launch_defaults_resolve_to_installed_files():
+    from autopilot_ros.launch_config import default_model_path, default_params_file, rviz_config
+    share = get_package_share_directory('autopilot_ros')
+    assert os.path.isfile(default_params_file(share))
+    assert os.path.isfile(rviz_config(share))
+    model = default_model_path(share)
+    assert model == '' or os.path.isfile(model)
+    # The launch file itself compiles and names every argument the README documents.
+    source = pathlib.Path(share, 'launch', 'autopilot.launch.py').read_text()
+    compile(source, 'autopilot.launch.py', 'exec')
+    for arg in ('params_file', 'model_path', 'namespace', 'use_sim_time', 'rviz', 'sim'):
+        assert f"'{arg}'" in source
+
+
+def test_params_file_is_a_valid_ros_parameters_file():
+    share = get_package_share_directory('autopilot_ros')
+    data = yaml.safe_load(pathlib.Path(share, 'config', 'autopilot.yaml').read_text())
+    params = data['autopilot']['ros__parameters']
+    assert params['rate_hz'] == 10.0
+    assert params['mode'] in ('standby', 'compass', 'wind_awa', 'wind_twa')
+
+
+def test_generated_messages_sit_beside_the_hand_written_modules():
+    import autopilot_ros
+    import autopilot_ros.msg
+    import autopilot_ros.pilot
+    here = pathlib.Path(autopilot_ros.__file__).parent
+    assert pathlib.Path(autopilot_ros.msg.__file__).parent.parent == here
+    assert pathlib.Path(autopilot_ros.pilot.__file__).parent == here
+    assert here != REPO / 'autopilot_ros', 'tests must run against the installed package'
+
+
+def test_pure_modules_import_without_rclpy():
+    code = BLOCK_RCLPY + (
+        'import autopilot_ros.conventions, autopilot_ros.features, autopilot_ros.window\n'
+        'import autopilot_ros.policy, autopilot_ros.pilot, autopilot_ros.safety\n'
+        'import autopilot_ros.samples, autopilot_ros.pd_pilot\n'
+        'print("ok")\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'ok'
+
+
+def test_pip_install_in_a_clean_venv_gives_the_ros_free_package(tmp_path):
+    env_dir = tmp_path / 'venv'
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / 'bin' / 'python'
+    build_env = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'AMENT',
+                                                                           'COLCON'))}
+    out = subprocess.run(
+        [str(py), '-m', 'pip', 'install', '--no-deps', '-q',
+         '--disable-pip-version-check', str(REPO)],
+        capture_output=True, text=True, timeout=600, env=build_env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    site = next((env_dir / 'lib').glob('python3*/site-packages'))
+    pkg = site / 'autopilot_ros'
+    assert (pkg / 'features.py').is_file()
+    assert (pkg / 'training' / '__init__.py').is_file()
+    assert sorted(p.name for p in (pkg / 'msg_defs').glob('*.msg')) == [
+        'AutopilotStatus.msg', 'Heading.msg', 'RudderAngle.msg', 'RudderCommand.msg',
+        'Wind.msg']
+    assert not (pkg / 'node.py').exists(), 'the pip route must leave out the rclpy node'
+    # Its dependencies come from this interpreter's site-packages; rclpy stays blocked.
+    deps = sysconfig.get_paths()['purelib']
+    code = BLOCK_RCLPY + (
+        'import autopilot_ros, autopilot_ros.features, autopilot_ros.policy\n'
+        'import autopilot_ros.training\n'
+        'print(autopilot_ros.__file__)\n')
+    run_env = dict(build_env, PYTHONPATH=deps)
+    out = subprocess.run([str(py), '-c', code], capture_output=True, text=True,
+                         timeout=120, env=run_env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(site))
