@@ -13,14 +13,14 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Run in a child interpreter: fails the import of rclpy (and anything below it).
-BLOCK_RCLPY = '''
+BLOCK_RCLPY = """
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rosbag2_py'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
-'''
+"""
 
 
 def test_share_directory_has_launch_config_and_resources():

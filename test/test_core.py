@@ -1,0 +1,227 @@
+"""Features, window, ONNX policy, safety layer and the Pilot, without ROS."""
+
+import math
+
+import numpy as np
+import pytest
+
+from autopilot_ros.conventions import GRAVITY
+from autopilot_ros.features import (
+    FEATURE_SPEC_HASH,
+    INDEX,
+    NUM_FEATURES,
+    SCALES,
+    WINDOW_LENGTH,
+    Fresh,
+    InputState,
+    build_features,
+    spec_hash,
+)
+from autopilot_ros.pilot import (
+    POLICY_FALLBACK_PD,
+    POLICY_MODEL,
+    POLICY_STANDBY,
+    Pilot,
+    PilotConfig,
+)
+from autopilot_ros.policy import ModelError, OnnxPolicy
+from autopilot_ros.safety import SafetyLayer, SafetyLimits
+from autopilot_ros.samples import HeadingSample, ImuSample, RudderSample, WindSample
+from autopilot_ros.window import FeatureWindow
+
+DEG = math.pi / 180
+
+
+def imu(t: float, yaw_rate_z: float = 0.0, roll: float = 0.0) -> ImuSample:
+    return ImuSample(t, roll, 0.0, 0.0, 0.0, yaw_rate_z, 0.0, 0.0, GRAVITY)
+
+
+def feed(pilot: Pilot, t: float, heading: float, yaw_rate_z: float = 0.0) -> None:
+    pilot.update(imu(t, yaw_rate_z))
+    pilot.update(HeadingSample(t, heading))
+    pilot.update(WindSample(t, 60 * DEG, 8.0))
+
+
+def run(pilot: Pilot, seconds: float, heading: float, t0: float = 0.0, **kw):
+    outs = []
+    t = t0
+    for _ in range(int(seconds * pilot.config.rate_hz)):
+        t += 1.0 / pilot.config.rate_hz
+        feed(pilot, t, heading, **kw)
+        outs.append(pilot.step(t))
+    return outs
+
+
+# -- features and window ------------------------------------------------------------------
+def test_spec_hash_is_stable_within_a_run():
+    assert spec_hash() == FEATURE_SPEC_HASH and len(FEATURE_SPEC_HASH) == 16
+
+
+def test_feature_row_carries_error_mode_and_starboard_turn_rate_scaled():
+    state = InputState()
+    state.update(imu(0.0, yaw_rate_z=-0.1, roll=0.2))
+    state.update(HeadingSample(0.0, 0.0))
+    state.update(WindSample(0.0, 0.5, 6.0))
+    fresh = Fresh(True, True, True, False, False)
+    row = build_features('compass', 0.3, 0.3, state, fresh, 0.25,
+                         np.zeros(NUM_FEATURES, np.float32))
+    assert math.isclose(row[INDEX['heading_error']], 0.3, rel_tol=1e-6)
+    assert row[INDEX['mode_compass']] == 1.0 and row[INDEX['mode_wind_twa']] == 0.0
+    assert math.isclose(row[INDEX['turn_rate_stbd']], 0.1 * SCALES[INDEX['turn_rate_stbd']],
+                        rel_tol=1e-6)
+    assert math.isclose(row[INDEX['roll']], 0.2 * SCALES[INDEX['roll']], rel_tol=1e-6)
+    assert abs(row[INDEX['accel_heave']]) < 1e-6  # gravity removed
+    assert row[INDEX['speed_valid']] == 0.0 and row[INDEX['stw']] == 0.0
+    assert row[INDEX['rudder_angle']] == 0.25  # no rudder sensor: last command
+    assert row[INDEX['sin_wind_target']] == 0.0
+
+
+def test_window_is_oldest_first_contiguous_and_reuses_its_buffer():
+    w = FeatureWindow(4, 2)
+    for i in range(6):
+        w.push(np.array([i, -i], np.float32))
+    a = w.array()
+    assert a.shape == (1, 4, 2) and a.dtype == np.float32 and a.flags['C_CONTIGUOUS']
+    assert a[0, :, 0].tolist() == [2, 3, 4, 5]
+    w.push(np.array([6, -6], np.float32))
+    b = w.array()
+    assert b[0, :, 0].tolist() == [3, 4, 5, 6]
+    assert np.shares_memory(a, b)  # one buffer, no per-tick allocation of the data
+    w.clear()
+    assert w.fill == 0 and not w.full
+
+
+# -- the ONNX policy -----------------------------------------------------------------------
+def test_valid_model_loads_warms_up_and_times_itself(model_factory):
+    policy = OnnxPolicy(str(model_factory()), rate_hz=10.0)
+    window = np.zeros((1, WINDOW_LENGTH, NUM_FEATURES), np.float32)
+    window[0, -1, INDEX['heading_error']] = 0.5
+    assert math.isclose(policy.infer(window), math.tanh(0.5), rel_tol=1e-5)
+    assert policy.last_inference_time > 0
+    assert len(policy.sha256) == 64
+
+
+@pytest.mark.parametrize('kwargs, words', [
+    ({'window': 10}, 'input shape'),
+    ({'features': 24}, 'input shape'),
+    ({'metadata': {'feature_spec_hash': 'deadbeefdeadbeef'}}, 'feature spec'),
+    ({'metadata': {'rate_hz': '20'}}, '20 Hz'),
+    ({'metadata': {'sign_convention_version': '0'}}, 'sign convention'),
+    ({'metadata': {'window_length': None}}, 'lacks'),
+    ({'op': 'sqrt_neg', 'bias': 1.0}, 'not finite'),
+])
+def test_broken_models_are_refused_with_the_reason(model_factory, kwargs, words):
+    path = model_factory(**kwargs)
+    with pytest.raises(ModelError, match=words):
+        OnnxPolicy(str(path), rate_hz=10.0)
+
+
+def test_unreadable_and_missing_files_are_refused(tmp_path):
+    junk = tmp_path / 'junk.onnx'
+    junk.write_bytes(b'not a model at all')
+    with pytest.raises(ModelError, match='cannot load'):
+        OnnxPolicy(str(junk))
+    with pytest.raises(ModelError, match='no such'):
+        OnnxPolicy(str(tmp_path / 'missing.onnx'))
+
+
+# -- safety ----------------------------------------------------------------------------------
+def test_slew_limit_and_range_hold_whatever_is_asked():
+    layer = SafetyLayer(SafetyLimits(max_rudder=0.6, max_rudder_rate=0.5))
+    out = [layer.apply(1.0 if i % 2 else -1.0, 0.1) for i in range(40)]
+    steps = np.diff([0.0] + out)
+    assert np.all(np.abs(steps) <= 0.05 + 1e-12)
+    assert max(abs(v) for v in out) <= 0.6
+    assert layer.apply(math.nan, 0.1) == out[-1]
+    assert layer.apply(math.inf, 0.1) == out[-1]
+
+
+@pytest.mark.parametrize('limits', [
+    SafetyLimits(max_rudder=0.0), SafetyLimits(max_rudder=1.5),
+    SafetyLimits(max_rudder_rate=-1.0), SafetyLimits(stale_limits={'imu': 0.0}),
+])
+def test_unusable_limits_are_refused(limits):
+    with pytest.raises(ValueError):
+        SafetyLayer(limits)
+
+
+# -- the Pilot -----------------------------------------------------------------------------
+def test_pilot_uses_pd_while_the_window_fills_then_the_model(model_factory):
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory(gain=2.0)), 10.0))
+    pilot.set_mode('compass', 0.3)
+    outs = run(pilot, 3.0, heading=0.0)
+    assert all(o.policy == POLICY_FALLBACK_PD for o in outs[:WINDOW_LENGTH - 1])
+    assert 'window filling' in outs[0].reason
+    assert outs[WINDOW_LENGTH - 1].policy == POLICY_MODEL
+    # error +0.3 rad: the model asks tanh(0.6) to starboard, reached through the slew limit
+    assert math.isclose(outs[-1].raw_command, math.tanh(0.6), rel_tol=1e-5)
+    assert outs[-1].command > 0
+
+
+def test_nan_sensor_values_never_reach_the_features_or_the_command(model_factory):
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory()), 10.0))
+    pilot.set_mode('compass', 0.3)
+    run(pilot, 2.5, heading=0.0)
+    assert not pilot.update(HeadingSample(2.6, math.nan))
+    assert not pilot.update(ImuSample(2.6, math.nan, 0, 0, 0, 0, 0, 0, GRAVITY))
+    assert not pilot.update(WindSample(2.6, 0.1, math.inf))
+    out = pilot.step(2.6)
+    assert math.isfinite(out.command) and np.isfinite(pilot.window.array()).all()
+    assert pilot.rejected_samples == 3
+
+
+def test_model_nan_output_falls_back_to_pd_and_command_stays_finite(model_factory):
+    # sqrt(-error): fine for negative error, NaN for positive error.
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory(op='sqrt_neg')), 10.0))
+    pilot.set_mode('compass', 0.2)  # target to starboard: error > 0 -> NaN
+    outs = run(pilot, 3.0, heading=0.0)
+    last = outs[-1]
+    assert last.policy == POLICY_FALLBACK_PD and 'not finite' in last.reason
+    assert all(math.isfinite(o.command) for o in outs)
+    assert last.command > 0  # PD still steers towards the target
+    assert pilot.nonfinite_outputs > 0
+
+
+def test_standby_without_heading_and_pd_when_imu_goes_stale(model_factory):
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory()), 10.0))
+    pilot.set_mode('compass', 0.3)
+    assert pilot.step(0.1).policy == POLICY_STANDBY  # nothing heard yet
+    run(pilot, 3.0, heading=0.0)
+    # IMU stops; heading and wind continue.
+    t = 3.0
+    outs = []
+    for _ in range(20):
+        t += 0.1
+        pilot.update(HeadingSample(t, 0.0))
+        pilot.update(WindSample(t, 1.0, 8.0))
+        outs.append(pilot.step(t))
+    stale_ticks = [o for o in outs if 'imu' in o.stale_inputs]
+    assert stale_ticks and all(o.policy == POLICY_FALLBACK_PD for o in stale_ticks)
+    # The first stale tick comes within the IMU limit (0.5 s) plus one tick.
+    first = next(i for i, o in enumerate(outs) if o.policy != POLICY_MODEL)
+    assert (first + 1) * 0.1 <= 0.5 + 0.1 + 1e-9
+    # Heading stops too: standby within its limit, command 0, not engaged.
+    for _ in range(15):
+        t += 0.1
+        out = pilot.step(t)
+    assert out.policy == POLICY_STANDBY and not out.engaged and out.command == 0.0
+
+
+def test_engaging_starts_from_the_measured_rudder():
+    pilot = Pilot(PilotConfig())
+    pilot.set_mode('compass', 0.0)
+    pilot.update(RudderSample(0.0, -0.4))
+    feed(pilot, 0.0, 0.0)
+    out = pilot.step(0.1)
+    assert abs(out.command - (-0.4)) <= pilot.config.limits.max_rudder_rate * 0.1 + 1e-9
+
+
+@pytest.mark.parametrize('mode, target', [
+    ('sideways', 0.0), ('compass', 7.0), ('compass', -0.1), ('wind_twa', 4.0),
+    ('compass', math.nan)])
+def test_bad_modes_and_targets_are_refused_and_the_old_ones_kept(mode, target):
+    pilot = Pilot()
+    pilot.set_mode('compass', 1.0)
+    with pytest.raises(ValueError):
+        pilot.set_mode(mode, target)
+    assert (pilot.mode, pilot.target) == ('compass', 1.0)

@@ -1,0 +1,262 @@
+"""autopilot_node over real DDS: sensors in, rudder commands and status out, model swaps.
+
+Each test starts the real node class in this process, and a second node that plays the
+boat's sensors; they talk through the middleware like separate processes would.
+"""
+
+import math
+import os
+import pathlib
+import subprocess
+import time
+
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+import rclpy
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Imu
+from std_srvs.srv import SetBool
+
+from autopilot_ros.msg import AutopilotStatus, Heading, RudderCommand, Wind
+from autopilot_ros.node import AutopilotNode
+
+DEG = math.pi / 180
+
+
+class FakeBoat(Node):
+    """Publishes IMU, heading and wind at 20 Hz from `self.values`; records the outputs."""
+
+    def __init__(self, context, namespace: str = '') -> None:
+        super().__init__('fake_boat', context=context, namespace=namespace)
+        self.values = {'heading': 0.0, 'yaw_rate_z': 0.0, 'awa': 60 * DEG, 'aws': 8.0}
+        self.enabled = {'imu': True, 'heading': True, 'wind': True}
+        self.commands: list[RudderCommand] = []
+        self.statuses: list[tuple[float, AutopilotStatus]] = []
+        qos = qos_profile_sensor_data
+        self.imu_pub = self.create_publisher(Imu, 'imu', qos)
+        self.heading_pub = self.create_publisher(Heading, 'heading', qos)
+        self.wind_pub = self.create_publisher(Wind, 'wind', qos)
+        self.speed_pub = self.create_publisher(TwistStamped, 'speed', qos)
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(RudderCommand, 'rudder_command', self.commands.append,
+                                 reliable)
+        self.create_subscription(AutopilotStatus, 'autopilot/status',
+                                 lambda m: self.statuses.append((time.monotonic(), m)),
+                                 reliable)
+        self.create_timer(0.05, self._publish)
+
+    def _publish(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        v = self.values
+        if self.enabled['imu']:
+            m = Imu()
+            m.header.stamp = stamp
+            m.orientation.w = 1.0
+            m.angular_velocity.z = v['yaw_rate_z']
+            m.linear_acceleration.z = 9.81
+            self.imu_pub.publish(m)
+        if self.enabled['heading']:
+            h = Heading(heading=v['heading'])
+            h.header.stamp = stamp
+            self.heading_pub.publish(h)
+        if self.enabled['wind']:
+            w = Wind(angle=v['awa'], speed=v['aws'])
+            w.header.stamp = stamp
+            self.wind_pub.publish(w)
+
+    def last_status(self) -> AutopilotStatus | None:
+        return self.statuses[-1][1] if self.statuses else None
+
+
+def _start(spinner, model: pathlib.Path | None, **params):
+    overrides = [Parameter('model_path', value=str(model) if model else ''),
+                 Parameter('mode', value=params.pop('mode', 'compass')),
+                 Parameter('target', value=params.pop('target', 0.3))]
+    overrides += [Parameter(k, value=v) for k, v in params.items()]
+    ctx = spinner.executor.context
+    node = spinner.add(AutopilotNode(context=ctx, parameter_overrides=overrides))
+    boat = spinner.add(FakeBoat(ctx))
+    return node, boat
+
+
+def _set_params(spinner, wait, params: dict):
+    """Call /autopilot/set_parameters like `ros2 param set` does; return the results."""
+    client_node = spinner.add(Node(f'param_client_{time.monotonic_ns()}',
+                                   context=spinner.executor.context))
+    client = client_node.create_client(SetParameters, '/autopilot/set_parameters')
+    assert client.wait_for_service(timeout_sec=10.0)
+    request = SetParameters.Request()
+    for name, value in params.items():
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) \
+            if isinstance(value, str) else ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+        request.parameters.append(ParameterMsg(name=name, value=pv))
+    future = client.call_async(request)
+    assert wait(future.done, timeout=15.0), 'SetParameters never answered'
+    return future.result().results
+
+
+def test_model_steers_with_the_right_sign_and_status_says_so(spinner, wait, model_factory):
+    _, boat = _start(spinner, model_factory(gain=2.0), target=0.3)  # target to starboard
+    assert wait(lambda: (s := boat.last_status()) is not None
+                and s.policy == AutopilotStatus.POLICY_MODEL, timeout=15.0)
+    status = boat.last_status()
+    assert status.engaged and status.mode == 'compass'
+    assert math.isclose(status.heading_error, 0.3, abs_tol=1e-6)
+    assert math.isclose(status.raw_command, math.tanh(0.6), rel_tol=1e-4)
+    assert len(status.model_sha256) == 64 and status.model_path.endswith('.onnx')
+    assert wait(lambda: boat.commands and boat.commands[-1].command > 0.2)
+    assert boat.commands[-1].policy == RudderCommand.POLICY_MODEL
+
+
+def test_hot_swap_changes_the_command_and_a_bad_model_is_refused(spinner, wait,
+                                                                  model_factory):
+    node, boat = _start(spinner, model_factory(op='constant', bias=0.4))
+    assert wait(lambda: boat.commands and math.isclose(boat.commands[-1].command, 0.4,
+                                                       abs_tol=1e-6), timeout=15.0)
+    results = _set_params(spinner, wait, {'model_path': str(model_factory(
+        op='constant', bias=-0.3))})
+    assert results[0].successful, results[0].reason
+    assert wait(lambda: math.isclose(boat.commands[-1].command, -0.3, abs_tol=1e-6))
+    good_sha = boat.last_status().model_sha256
+
+    n_before = len(boat.statuses)
+    bad = model_factory(window=10)
+    results = _set_params(spinner, wait, {'model_path': str(bad)})
+    assert not results[0].successful
+    assert 'input shape' in results[0].reason
+    time.sleep(1.0)
+    recent = [s for _, s in boat.statuses[n_before:]]
+    assert recent and all(s.policy == AutopilotStatus.POLICY_MODEL for s in recent)
+    assert all(s.model_sha256 == good_sha for s in recent)
+    assert node.get_parameter('model_path').value != str(bad)
+    # No missed tick around the refused swap: 10 Hz, gaps well under two periods.
+    stamps = [t for t, _ in boat.statuses[n_before:]]
+    assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 0.35
+
+
+def test_out_of_range_parameters_are_refused(spinner, wait, model_factory):
+    _start(spinner, None)
+    assert wait(lambda: True)
+    results = _set_params(spinner, wait, {'mode': 'sideways'})
+    assert not results[0].successful and 'sideways' in results[0].reason
+    results = _set_params(spinner, wait, {'max_rudder': 3.0})
+    assert not results[0].successful
+
+
+def test_a_silent_sensor_puts_the_node_in_its_safe_state_in_time(spinner, wait,
+                                                                  model_factory):
+    _, boat = _start(spinner, model_factory())
+    assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
+                timeout=15.0)
+    boat.enabled['imu'] = False
+    stopped = time.monotonic()
+    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_FALLBACK_PD)
+    fallback_at = next(t for t, s in boat.statuses if t > stopped
+                       and s.policy == AutopilotStatus.POLICY_FALLBACK_PD)
+    assert fallback_at - stopped < 0.5 + 0.3  # IMU limit 0.5 s, plus a tick and delivery
+    assert 'imu' in boat.last_status().stale_inputs
+    boat.enabled['heading'] = False
+    stopped = time.monotonic()
+    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_STANDBY)
+    standby_at = next(t for t, s in boat.statuses if t > stopped
+                      and s.policy == AutopilotStatus.POLICY_STANDBY)
+    assert standby_at - stopped < 1.0 + 0.3  # heading limit 1.0 s
+    assert wait(lambda: boat.commands[-1].command == 0.0 and not boat.commands[-1].engaged)
+
+
+def test_nan_inputs_never_reach_the_rudder(spinner, wait, model_factory):
+    node, boat = _start(spinner, model_factory(gain=2.0))
+    assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
+                timeout=15.0)
+    n = len(boat.commands)
+    boat.values['heading'] = math.nan
+    boat.values['yaw_rate_z'] = math.inf
+    boat.values['awa'] = math.nan
+    time.sleep(2.0)
+    sent = boat.commands[n:]
+    assert sent and all(math.isfinite(c.command) for c in sent)
+    assert node.pilot.rejected_samples > 0
+    # With every reading rejected, the inputs go stale and the pilot stands by.
+    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_STANDBY)
+
+
+def test_slew_limit_holds_against_a_model_that_jumps_end_to_end(spinner, wait,
+                                                                 model_factory):
+    _, boat = _start(spinner, model_factory(gain=1000.0), max_rudder_rate=0.5)
+    assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
+                timeout=15.0)
+    n = len(boat.commands)
+    for i in range(4):  # the model output flips between -1 and 1 every second
+        boat.values['heading'] = 0.6 if i % 2 == 0 else 0.0
+        time.sleep(1.0)
+    values = [c.command for c in boat.commands[n:]]
+    steps = [abs(b - a) for a, b in zip(values, values[1:], strict=False)]
+    assert max(steps) <= 0.5 * 0.1 * 1.5  # rate x tick, with timer jitter allowance
+    assert max(values) - min(values) > 0.4  # it did follow the flips, at the limited rate
+
+
+def test_engage_service_holds_the_current_heading(spinner, wait, model_factory):
+    node, boat = _start(spinner, None, mode='standby', target=0.0)
+    boat.values['heading'] = 1.0
+    assert wait(lambda: node.pilot.inputs.heading is not None)
+    client = spinner.add(Node('engage_client', context=spinner.executor.context)).create_client(
+        SetBool, '/autopilot/engage')
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(SetBool.Request(data=True))
+    assert wait(future.done)
+    assert future.result().success
+    assert node.pilot.mode == 'compass' and math.isclose(node.pilot.target, 1.0, abs_tol=1e-6)
+    assert node.get_parameter('mode').value == 'compass'
+
+
+def test_installed_executable_runs_with_the_params_file_and_publishes_diagnostics(
+        rclpy_context, model_factory, wait, tmp_path):
+    """What `ros2 run autopilot_ros autopilot_node --ros-args --params-file` does."""
+    exe = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros' / \
+        'autopilot_node'
+    params = pathlib.Path(get_package_share_directory('autopilot_ros')) / 'config' / \
+        'autopilot.yaml'
+    model = model_factory()
+    log = open(tmp_path / 'node.log', 'w')  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(exe), '--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
+         '-p', 'mode:=compass', '-p', 'target:=0.5', '-r', '__ns:=/boat1'],
+        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        probe = Node('probe', context=rclpy_context, namespace='boat1')
+        executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
+        executor.add_node(probe)
+        boat = FakeBoat(rclpy_context, namespace='boat1')
+        executor.add_node(boat)
+        diags = []
+        probe.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+
+        def spin_until(pred, timeout):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not pred():
+                executor.spin_once(timeout_sec=0.05)
+            return pred()
+        assert spin_until(lambda: (s := boat.last_status()) is not None
+                          and s.policy == AutopilotStatus.POLICY_MODEL, 30.0), \
+            (tmp_path / 'node.log').read_text()
+        diags.clear()  # the ones before the model took over say 'pd'
+        assert spin_until(lambda: diags, 10.0)
+        keys = {kv.key: kv.value for st in diags[-1].status for kv in st.values}
+        assert keys['active policy'] == 'model'
+        assert 'sha256:' in keys['model']
+        assert float(keys['inference p50 ms']) > 0
+        assert float(keys['imu rate Hz']) > 5
+        executor.shutdown()
+        boat.destroy_node()
+        probe.destroy_node()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
