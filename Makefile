@@ -57,7 +57,7 @@ test: setup
 	$(ROS_ENV) pytest
 
 demo: setup
-	$(ROS_ENV) python -m autopilot_ros.demo
+	$(ROS_ENV) python -P -m autopilot_ros.demo  # -P: the installed package, not ./autopilot_ros
 
 bench: setup
 	$(ROS_ENV) python bench/bench_control_step.py

@@ -49,7 +49,6 @@ setup(
         'test': ['pytest'],
     },
     entry_points={'console_scripts': [
-        'autopilot-train = autopilot_ros.training.cli:main',
         'autopilot-eval = autopilot_ros.sim.evaluate:main',
     ]},
     cmdclass={'build_py': BuildPy},

@@ -35,8 +35,8 @@ STEERING_MODES = MODES[1:]
 
 # Gains of the PD-suggestion feature. Part of the spec (and its hash): a model learns on top
 # of this exact suggestion, so it must not follow the node's tunable fallback gains.
-FEATURE_PD_KP = 1.2  # rudder per rad of heading error
-FEATURE_PD_KD = 1.5  # rudder per rad/s of turn rate to starboard
+FEATURE_PD_KP = 3.0  # rudder per rad of heading error
+FEATURE_PD_KD = 5.0  # rudder per rad/s of turn rate to starboard
 
 
 @dataclass(frozen=True)

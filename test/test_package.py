@@ -56,7 +56,7 @@ def test_launch_defaults_resolve_to_installed_files():
 def test_params_file_is_a_valid_ros_parameters_file():
     share = get_package_share_directory('autopilot_ros')
     data = yaml.safe_load(pathlib.Path(share, 'config', 'autopilot.yaml').read_text())
-    params = data['autopilot']['ros__parameters']
+    params = data['/**/autopilot']['ros__parameters']  # the node in any namespace
     assert params['rate_hz'] == 10.0
     assert params['mode'] in ('standby', 'compass', 'wind_awa', 'wind_twa')
 

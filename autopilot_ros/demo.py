@@ -1,0 +1,114 @@
+"""make demo: the autopilot node steers the simulated boat over real ROS 2 topics.
+
+Starts the installed sim_node and autopilot_node as two processes (use_sim_time, the
+simulator running faster than real time), shows a live one-line status from
+`autopilot/status`, and ends with the truth-based summary table and the trace PNG.
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+from autopilot_ros.isolation import isolate_dds
+
+DEFAULT_SCENARIOS = 'calm_compass,beam_reach,downwind_quartering'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--scenarios', default=DEFAULT_SCENARIOS)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--speed', type=float, default=10.0, help='times faster than real time')
+    parser.add_argument('--model', default=None, help='ONNX model (default: the shipped one)')
+    parser.add_argument('--out', default='out/demo_summary.json')
+    args = parser.parse_args(argv)
+    domain = isolate_dds()
+
+    from ament_index_python.packages import get_package_prefix, get_package_share_directory
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from autopilot_ros.launch_config import default_model_path, default_params_file
+    from autopilot_ros.msg import AutopilotStatus
+    from autopilot_ros.pilot import POLICY_NAMES
+    from autopilot_ros.sim.evaluate import RunResult, summary_table
+
+    share = get_package_share_directory('autopilot_ros')
+    lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
+    model = args.model if args.model is not None else default_model_path(share)
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    if os.path.exists(out):
+        os.remove(out)
+    label = os.path.basename(model) if model else 'PD (no model shipped)'
+    print(f'demo: autopilot ({label}) vs simulated boat, scenarios {args.scenarios}, '
+          f'{args.speed:g}x real time, ROS_DOMAIN_ID={domain}', flush=True)
+    logs = open(os.path.splitext(out)[0] + '.log', 'w')  # noqa: SIM115
+    procs = [
+        subprocess.Popen([str(lib / 'autopilot_node'), '--ros-args', '--params-file',
+                          default_params_file(share), '-p', f"model_path:='{model}'",
+                          '-p', 'use_sim_time:=true'], stdout=logs, stderr=subprocess.STDOUT),
+        subprocess.Popen([str(lib / 'sim_node'), '--ros-args', '-p',
+                          f'scenario:={args.scenarios}', '-p', f'seed:={args.seed}',
+                          '-p', f'real_time_factor:={args.speed}', '-p',
+                          f'summary_path:={out}', '-p', f'pilot_label:={label}'],
+                         stdout=logs, stderr=subprocess.STDOUT),
+    ]
+    rclpy.init()
+    node = Node('demo_monitor')
+    last = {}
+    node.create_subscription(AutopilotStatus, 'autopilot/status',
+                             lambda m: last.update(msg=m),
+                             QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    start = time.monotonic()
+    try:
+        while procs[1].poll() is None and time.monotonic() - start < 600:
+            executor.spin_once(timeout_sec=0.1)
+            if procs[0].poll() is not None:
+                print(f'\ndemo: autopilot_node exited ({procs[0].returncode}); see {logs.name}',
+                      file=sys.stderr)
+                return 1
+            m = last.get('msg')
+            if m is not None and sys.stdout.isatty():
+                t = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+                err = math.degrees(m.heading_error) if math.isfinite(m.heading_error) else 0
+                print(f'\r  sim t {t:6.0f} s  {m.mode:9s} {POLICY_NAMES[m.policy]:7s} '
+                      f'error {err:+6.1f} deg  rudder {m.command:+.2f}   ', end='', flush=True)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        logs.close()
+        node.destroy_node()
+        rclpy.shutdown()
+    print()
+    if not os.path.isfile(out):
+        print(f'demo: the simulator did not finish; see {logs.name}', file=sys.stderr)
+        return 1
+    data = json.load(open(out))
+    results = [RunResult(**{k: (math.nan if v is None else v) for k, v in r.items()})
+               for r in data['results']]
+    print(summary_table(results))
+    print(f'\nwall time {time.monotonic() - start:.0f} s; trace plot: {data["plot"]}; '
+          f'node logs: {logs.name}')
+    print('Closed-loop comparison with the PD pilot and the expert: '
+          'python -m autopilot_ros.sim.evaluate --pilots pd expert')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Closed-loop evaluation: pilots steer the simulated boat; tables and a trace plot come out.
+
+Every pilot except the expert runs through the very Pilot object the node runs (features,
+window, ONNX policy, PD fallback, safety layer). The errors are measured on the true state,
+not on the noisy sensors the pilot sees. This is the verdict on a model; validation loss
+is not.
+
+    autopilot-eval --pilots pd expert models/new.onnx --seeds 5 --plot out/traces.png
+"""
+
+import argparse
+from dataclasses import dataclass, field
+import math
+import os
+import sys
+
+import numpy as np
+
+from autopilot_ros.pilot import POLICY_MODEL, Pilot, PilotConfig
+from autopilot_ros.sim.helmsman import ExpertHelmsman
+from autopilot_ros.sim.scenarios import SCENARIOS, Scenario
+from autopilot_ros.sim.simulator import Simulator
+
+CONTROL_RATE_HZ = 10.0
+SETTLE_BAND = math.radians(5.0)  # |error| below this ...
+SETTLE_HOLD = 10.0  # ... for this long counts as settled
+TRANSIENT = 20.0  # seconds after start / a target change left out of the steady RMS
+
+
+@dataclass
+class RunResult:
+    pilot: str
+    scenario: str
+    seed: int
+    rms_deg: float
+    max_deg: float
+    settle_s: float  # mean time to settle after start and each target change (nan: never)
+    rudder_travel_per_min: float
+    fallback_frac: float
+    trace: dict = field(repr=False, default_factory=dict)
+
+
+def make_pilot(name: str):
+    """'pd', 'expert', 'zero', or a path to an .onnx model -> a per-tick controller."""
+    if name == 'expert':
+        return 'expert'
+    if name == 'zero':
+        return 'zero'
+    if name == 'pd':
+        return Pilot(PilotConfig())
+    from autopilot_ros.policy import OnnxPolicy
+    return Pilot(PilotConfig(), OnnxPolicy(name, rate_hz=CONTROL_RATE_HZ))
+
+
+def settle_times(t: np.ndarray, err: np.ndarray, starts: list[float]) -> list[float]:
+    """Per start time: seconds until |err| stays inside the band for SETTLE_HOLD seconds."""
+    out = []
+    inside = np.abs(err) < SETTLE_BAND
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else t[-1] + 1e-9
+        idx = np.nonzero((t >= start) & (t < end))[0]
+        settled = math.nan
+        run_start = None
+        for k in idx:
+            if inside[k]:
+                run_start = t[k] if run_start is None else run_start
+                if t[k] - run_start >= SETTLE_HOLD:
+                    settled = run_start - start
+                    break
+            else:
+                run_start = None
+        out.append(settled)
+    return out
+
+
+def run_episode(pilot_name: str, scenario: Scenario, seed: int, keep_trace: bool = False,
+                expert_imperfection: float = 0.0) -> RunResult:
+    sim = Simulator(scenario, seed)
+    pilot = make_pilot(pilot_name)
+    expert = ExpertHelmsman(seed, imperfection=expert_imperfection) \
+        if pilot == 'expert' else None
+    dt = 1.0 / CONTROL_RATE_HZ
+    target = sim.target_at(0.0)
+    if isinstance(pilot, Pilot):
+        pilot.set_mode(scenario.mode, target)
+    n = int(round(scenario.duration_s * CONTROL_RATE_HZ))
+    t = np.zeros(n)
+    err = np.zeros(n)
+    rudder = np.zeros(n)
+    heading = np.zeros(n)
+    target_hdg = np.zeros(n)
+    model_ticks = 0
+    changes = [0.0]
+    for k in range(n):
+        sim.step(dt)
+        now = sim.time
+        new_target = sim.target_at(now)
+        if new_target != target:
+            target = new_target
+            changes.append(now)
+            if isinstance(pilot, Pilot):
+                pilot.set_mode(scenario.mode, target)
+        samples = sim.poll_samples()
+        if isinstance(pilot, Pilot):
+            for s in samples:
+                pilot.update(s)
+            out = pilot.step(now)
+            command = out.command
+            model_ticks += out.policy == POLICY_MODEL
+        elif expert is not None:
+            command = expert.command(sim, scenario.mode, target)
+        else:
+            command = 0.0
+        sim.set_rudder_command(command)
+        th = sim.target_heading()
+        t[k] = now
+        err[k] = sim.truth_heading_error(th)
+        rudder[k] = sim.state.rudder
+        heading[k] = sim.state.heading
+        target_hdg[k] = th
+    return summarize(os.path.basename(pilot_name), scenario.name, seed, t, err, rudder,
+                     changes, model_ticks if isinstance(pilot, Pilot) and pilot.policy
+                     else None,
+                     {'t': t, 'heading': heading, 'target': target_hdg, 'rudder': rudder,
+                      'err': err} if keep_trace else {})
+
+
+def summarize(pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.ndarray,
+              rudder: np.ndarray, changes: list[float], model_ticks: int | None,
+              trace: dict | None = None) -> RunResult:
+    """Metrics of one run from its true-error and rudder traces (also used by sim_node)."""
+    n = len(t)
+    steady = np.ones(n, dtype=bool)
+    for c in changes:
+        steady &= ~((t >= c) & (t < c + TRANSIENT))
+    e = np.degrees(err[steady]) if steady.any() else np.degrees(err)
+    settles = settle_times(t, err, changes)
+    finite = [s for s in settles if math.isfinite(s)]
+    minutes = (t[-1] - t[0]) / 60.0 if n > 1 else 1.0
+    return RunResult(
+        pilot=pilot, scenario=scenario, seed=seed,
+        rms_deg=float(np.sqrt(np.mean(e ** 2))), max_deg=float(np.max(np.abs(e))),
+        settle_s=float(np.mean(finite)) if len(finite) == len(settles) else math.nan,
+        rudder_travel_per_min=float(np.sum(np.abs(np.diff(rudder))) / minutes),
+        fallback_frac=(1.0 - model_ticks / n) if model_ticks is not None else math.nan,
+        trace=trace or {})
+
+
+def evaluate(pilots: list[str], scenarios: list[str], seeds: list[int],
+             progress=None) -> list[RunResult]:
+    results = []
+    total = len(pilots) * len(scenarios) * len(seeds)
+    for p in pilots:
+        for s in scenarios:
+            for seed in seeds:
+                results.append(run_episode(p, SCENARIOS[s], seed, keep_trace=(seed == seeds[0])))
+                if progress:
+                    progress(len(results), total, results[-1])
+    return results
+
+
+def summary_table(results: list[RunResult]) -> str:
+    """Mean over seeds per scenario and pilot (max error: the worst seed)."""
+    header = (f"{'scenario':22s} {'pilot':18s} {'RMS err deg':>11s} {'max err deg':>11s} "
+              f"{'settle s':>9s} {'rudder/min':>10s} {'fallback':>9s}")
+    lines = [header, '-' * len(header)]
+    scenarios = list(dict.fromkeys(r.scenario for r in results))
+    pilots = list(dict.fromkeys(r.pilot for r in results))
+    for s in scenarios:
+        for p in pilots:
+            rs = [r for r in results if r.scenario == s and r.pilot == p]
+            if not rs:
+                continue
+            settle = [r.settle_s for r in rs]
+            settle_txt = 'never' if any(math.isnan(v) for v in settle) else \
+                f'{np.mean(settle):.1f}'
+            fb = [r.fallback_frac for r in rs]
+            fb_txt = '-' if all(math.isnan(v) for v in fb) else f'{100 * np.nanmean(fb):.1f}%'
+            lines.append(
+                f'{s:22s} {p:18s} {np.mean([r.rms_deg for r in rs]):11.2f} '
+                f'{np.max([r.max_deg for r in rs]):11.1f} {settle_txt:>9s} '
+                f'{np.mean([r.rudder_travel_per_min for r in rs]):10.2f} {fb_txt:>9s}')
+        lines.append('')
+    return '\n'.join(lines).rstrip()
+
+
+def plot_traces(results: list[RunResult], path: str) -> str:
+    """One panel pair (heading+target, rudder) per scenario, every pilot overlaid."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    traced = [r for r in results if r.trace]
+    scenarios = list(dict.fromkeys(r.scenario for r in traced))
+    fig, axes = plt.subplots(len(scenarios), 2, figsize=(13, 2.6 * len(scenarios)),
+                             squeeze=False)
+    for row, s in enumerate(scenarios):
+        ax_h, ax_r = axes[row]
+        for i, r in enumerate(r for r in traced if r.scenario == s):
+            tr = r.trace
+            if i == 0:
+                ax_h.plot(tr['t'], np.degrees(np.unwrap(tr['target'])), 'k--', lw=1,
+                          label='target')
+            ax_h.plot(tr['t'], np.degrees(np.unwrap(tr['heading'])), lw=1, label=r.pilot)
+            ax_r.plot(tr['t'], tr['rudder'], lw=1, label=r.pilot)
+        ax_h.set_ylabel(f'{s}\nheading deg')
+        ax_r.set_ylabel('rudder (+ = stbd)')
+        ax_h.legend(loc='upper right', fontsize=7)
+    axes[-1][0].set_xlabel('time s')
+    axes[-1][1].set_xlabel('time s')
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='autopilot-eval', description=__doc__.split('\n')[0])
+    parser.add_argument('--pilots', nargs='+', default=['pd', 'expert'],
+                        help="'pd', 'expert', 'zero' or paths to .onnx models")
+    parser.add_argument('--scenarios', nargs='+', default=list(SCENARIOS),
+                        choices=list(SCENARIOS))
+    parser.add_argument('--seeds', type=int, default=5, help='seeds 0..N-1')
+    parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
+    args = parser.parse_args(argv)
+    for p in args.pilots:
+        if p not in ('pd', 'expert', 'zero') and not os.path.isfile(p):
+            parser.error(f"pilot '{p}' is neither pd/expert/zero nor an existing .onnx file")
+
+    def progress(done, total, r):
+        print(f'\r[{done}/{total}] {r.scenario} {r.pilot} seed {r.seed}'.ljust(70), end='',
+              file=sys.stderr, flush=True)
+    try:
+        results = evaluate(args.pilots, args.scenarios, list(range(args.seeds)), progress)
+    except Exception as exc:  # a bad model: one message, no traceback
+        from autopilot_ros.policy import ModelError
+        if isinstance(exc, ModelError):
+            print(f'\nautopilot-eval: {exc}', file=sys.stderr)
+            return 2
+        raise
+    print(file=sys.stderr)
+    print(summary_table(results))
+    print(f'\ntraces: {plot_traces(results, args.plot)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

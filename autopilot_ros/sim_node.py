@@ -1,0 +1,226 @@
+"""sim_node: the boat simulator on ROS 2 topics, with /clock, faster than real time.
+
+Publishes every sensor topic of DESIGN.md stamped with simulated time, plus /clock, and
+steers the simulated rudder with `rudder_command`. It runs one or more scenarios back to
+back, sets the autopilot's mode and target for each (like a crew member at the pilot's
+keypad), and at the end writes the truth-based summary (JSON) and a trace PNG.
+"""
+
+import json
+import math
+import os
+
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Imu
+
+from autopilot_ros.conventions import roll_pitch_to_quaternion
+from autopilot_ros.msg import Heading, RudderAngle, RudderCommand, Wind
+from autopilot_ros.samples import (
+    HeadingSample,
+    ImuSample,
+    RudderSample,
+    SpeedSample,
+    WindSample,
+)
+from autopilot_ros.sim.evaluate import plot_traces, summarize
+from autopilot_ros.sim.scenarios import SCENARIOS
+from autopilot_ros.sim.simulator import Simulator
+
+STEP = 0.05  # simulated seconds per wall-timer tick (20 Hz /clock)
+
+
+def _stamp(t: float):
+    return Time(nanoseconds=int(round(t * 1e9))).to_msg()
+
+
+class SimNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('boat_sim', **kwargs)
+        self.declare_parameter('scenario', 'beam_reach')  # comma-separated list allowed
+        self.declare_parameter('seed', 0)
+        self.declare_parameter('real_time_factor', 1.0)
+        self.declare_parameter('engage_autopilot', True)
+        self.declare_parameter('autopilot_node', 'autopilot')
+        self.declare_parameter('summary_path', '')  # write JSON + PNG here when done
+        self.declare_parameter('pilot_label', 'autopilot')
+        names = [s.strip() for s in self.get_parameter('scenario').value.split(',') if s.strip()]
+        unknown = [n for n in names if n not in SCENARIOS]
+        if unknown or not names:
+            raise ValueError(f'unknown scenario(s) {unknown}; choose from {sorted(SCENARIOS)}')
+        self.queue = names
+        self.seed = int(self.get_parameter('seed').value)
+        rtf = float(self.get_parameter('real_time_factor').value)
+        if not 0.01 <= rtf <= 1000.0:
+            raise ValueError(f'real_time_factor {rtf} not in [0.01, 1000]')
+        self.offset = 0.0  # sim time at which the current scenario started
+        self.results = []
+        self.finished = False
+        qos = qos_profile_sensor_data
+        self.pubs = {
+            'imu': self.create_publisher(Imu, 'imu', qos),
+            'heading': self.create_publisher(Heading, 'heading', qos),
+            'wind': self.create_publisher(Wind, 'wind', qos),
+            'speed': self.create_publisher(TwistStamped, 'speed', qos),
+            'rudder_angle': self.create_publisher(RudderAngle, 'rudder_angle', qos),
+        }
+        self.clock_pub = self.create_publisher(ClockMsg, '/clock', 10)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.command = 0.0
+        self.last_policy = None
+        self.model_ticks = 0
+        self.ticks_seen = 0
+        self.create_subscription(RudderCommand, 'rudder_command', self._on_command, reliable)
+        pilot = self.get_parameter('autopilot_node').value
+        self.param_client = self.create_client(SetParameters, f'{pilot}/set_parameters')
+        self._start_scenario()
+        self.create_timer(STEP / rtf, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _start_scenario(self) -> None:
+        self.scenario = SCENARIOS[self.queue.pop(0)]
+        self.sim = Simulator(self.scenario, self.seed)
+        self.target = self.sim.target_at(0.0)
+        self.trace = {'t': [], 'err': [], 'rudder': [], 'heading': [], 'target': []}
+        self.changes = [0.0]
+        self.model_ticks = self.ticks_seen = 0
+        self._set_autopilot(self.scenario.mode, self.target)
+        self.get_logger().info(f'scenario {self.scenario.name} (seed {self.seed}): '
+                               f'{self.scenario.description}')
+
+    def _set_autopilot(self, mode: str, target: float) -> None:
+        if not self.get_parameter('engage_autopilot').value:
+            return
+        request = SetParameters.Request(parameters=[
+            ParameterMsg(name='mode', value=ParameterValue(
+                type=ParameterType.PARAMETER_STRING, string_value=mode)),
+            ParameterMsg(name='target', value=ParameterValue(
+                type=ParameterType.PARAMETER_DOUBLE, double_value=float(target)))])
+        if self.param_client.service_is_ready():
+            self.param_client.call_async(request)
+            self._pending = None
+        else:
+            self._pending = (mode, target)
+
+    def _on_command(self, msg: RudderCommand) -> None:
+        self.command = msg.command if msg.engaged else 0.0
+        self.ticks_seen += 1
+        self.model_ticks += msg.policy == RudderCommand.POLICY_MODEL
+
+    def _tick(self) -> None:
+        if self.finished:
+            return
+        if getattr(self, '_pending', None) and self.param_client.service_is_ready():
+            self._set_autopilot(*self._pending)
+        sim = self.sim
+        sim.set_rudder_command(self.command)
+        sim.step(STEP)
+        now = self.offset + sim.time
+        target = sim.target_at(sim.time)
+        if target != self.target:
+            self.target = target
+            self.changes.append(sim.time)
+            self._set_autopilot(self.scenario.mode, target)
+        for sample in sim.poll_samples():
+            self._publish(sample, self.offset)
+        self.clock_pub.publish(ClockMsg(clock=_stamp(now)))
+        th = sim.target_heading()
+        tr = self.trace
+        tr['t'].append(sim.time)
+        tr['err'].append(sim.truth_heading_error(th))
+        tr['rudder'].append(sim.state.rudder)
+        tr['heading'].append(sim.state.heading)
+        tr['target'].append(th)
+        if sim.done:
+            self._finish_scenario()
+
+    def _finish_scenario(self) -> None:
+        import numpy as np
+        arrays = {k: np.array(v) for k, v in self.trace.items()}
+        label = self.get_parameter('pilot_label').value
+        ticks = self.model_ticks if self.ticks_seen else None
+        result = summarize(label, self.scenario.name, self.seed, arrays['t'], arrays['err'],
+                           arrays['rudder'], self.changes, None, arrays)
+        if ticks is not None:
+            result.fallback_frac = 1.0 - ticks / max(1, self.ticks_seen)
+        self.results.append(result)
+        self.get_logger().info(
+            f'{self.scenario.name}: RMS error {result.rms_deg:.1f} deg, max '
+            f'{result.max_deg:.1f} deg, rudder travel {result.rudder_travel_per_min:.1f}/min')
+        self.offset += self.sim.time + STEP
+        if self.queue:
+            self._start_scenario()
+        else:
+            self.finished = True
+            self._write_summary()
+
+    def _write_summary(self) -> None:
+        path = self.get_parameter('summary_path').value
+        if not path:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        rows = [{k: v for k, v in vars(r).items() if k != 'trace'} for r in self.results]
+        png = os.path.splitext(path)[0] + '.png'
+        plot_traces(self.results, png)
+        with open(path, 'w') as f:
+            json.dump({'results': rows, 'plot': png}, f, indent=1,
+                      default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
+
+    def _publish(self, s, offset: float) -> None:
+        stamp = _stamp(offset + s.stamp)
+        if isinstance(s, ImuSample):
+            m = Imu()
+            x, y, z, w = roll_pitch_to_quaternion(s.roll, s.pitch)
+            m.orientation.x, m.orientation.y, m.orientation.z, m.orientation.w = x, y, z, w
+            m.angular_velocity.x, m.angular_velocity.y = s.roll_rate, s.pitch_rate
+            m.angular_velocity.z = s.yaw_rate_z
+            a = m.linear_acceleration
+            a.x, a.y, a.z = s.accel_x, s.accel_y, s.accel_z
+            m.header.frame_id = 'base_link'
+            topic = 'imu'
+        elif isinstance(s, HeadingSample):
+            m, topic = Heading(heading=s.heading), 'heading'
+        elif isinstance(s, WindSample):
+            m, topic = Wind(angle=s.awa, speed=s.aws), 'wind'
+        elif isinstance(s, SpeedSample):
+            m, topic = TwistStamped(), 'speed'
+            m.twist.linear.x = s.stw
+        elif isinstance(s, RudderSample):
+            m, topic = RudderAngle(angle=s.angle), 'rudder_angle'
+        else:
+            return
+        m.header.stamp = stamp
+        self.pubs[topic].publish(m)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    try:
+        node = SimNode()
+    except ValueError as exc:
+        print(f'sim_node: {exc}')
+        rclpy.shutdown()
+        raise SystemExit(2) from None
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok() and not node.finished:
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,71 @@
+"""Export a trained policy to one self-contained ONNX file that the node will accept.
+
+The file carries the metadata the node checks (feature-spec hash, window, rate, sign
+convention) and is only written after ONNX Runtime reproduces PyTorch on real windows.
+"""
+
+import datetime
+import json
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from autopilot_ros.conventions import SIGN_CONVENTION_VERSION
+from autopilot_ros.features import FEATURE_NAMES, FEATURE_SPEC_HASH, WINDOW_LENGTH
+from autopilot_ros.policy import OnnxPolicy
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+def model_metadata(rate_hz: float, data_summary: dict, version: str) -> dict[str, str]:
+    return {
+        'feature_spec_hash': FEATURE_SPEC_HASH,
+        'feature_names': ','.join(FEATURE_NAMES),
+        'window_length': str(WINDOW_LENGTH),
+        'rate_hz': f'{rate_hz:g}',
+        'sign_convention_version': str(SIGN_CONVENTION_VERSION),
+        'training_data': json.dumps(data_summary, sort_keys=True),
+        'model_version': version,
+        'export_time': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+    }
+
+
+def export_onnx(model: torch.nn.Module, path: str, rate_hz: float, check_windows: np.ndarray,
+                data_summary: dict | None = None, version: str = '1') -> float:
+    """Write `path`; return the max |ONNX Runtime - PyTorch| over `check_windows`.
+
+    Raises ValueError (and writes nothing at `path`) if they differ by more than 1e-4.
+    """
+    import onnx
+
+    model = model.eval()
+    example = torch.zeros(1, WINDOW_LENGTH, check_windows.shape[-1])
+    out_dir = os.path.dirname(os.path.abspath(path))
+    os.makedirs(out_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        raw = os.path.join(tmp, 'raw.onnx')
+        # The TorchScript exporter gives a dynamic batch and a single file for LSTMs.
+        torch.onnx.export(model, (example,), raw, input_names=['input'],
+                          output_names=['output'], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}})
+        proto = onnx.load(raw)
+        for key, value in model_metadata(rate_hz, data_summary or {}, version).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        staged = os.path.join(tmp, 'model.onnx')
+        onnx.save(proto, staged)
+        policy = OnnxPolicy(staged, rate_hz=rate_hz)
+        windows = check_windows.astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(windows)).numpy()
+        got = policy.session.run(None, {'input': windows})[0]
+        max_diff = float(np.max(np.abs(got - expected))) if len(windows) else 0.0
+        if not max_diff <= PARITY_TOLERANCE:
+            raise ValueError(f'ONNX Runtime differs from PyTorch by {max_diff:.2e} '
+                             f'(> {PARITY_TOLERANCE:g}); not writing {path}')
+        os.replace(staged, path)
+    return max_diff
