@@ -108,3 +108,15 @@ def roll_pitch_to_quaternion(roll: float, pitch: float, yaw: float = 0.0) -> tup
         cr * cp * sy - sr * sp * cy,
         cr * cp * cy + sr * sp * sy,
     )
+
+
+def wind_target_heading(mode: str, target: float, heading: float, twa: float, tws: float,
+                        boat_speed: float) -> float:
+    """The compass heading that meets a wind-mode target with this wind triangle.
+
+    TWA mode: heading + (TWA - target TWA), so a boat sailing too far off the wind (TWA
+    larger than the target, wind from starboard) turns to starboard. AWA mode first turns
+    the target AWA into a target TWA with the current TWS and boat speed.
+    """
+    target_twa = twa_for_awa(target, tws, boat_speed) if mode == 'wind_awa' else target
+    return wrap_2pi(heading + wrap_pi(twa - target_twa))

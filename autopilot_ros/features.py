@@ -17,7 +17,7 @@ from autopilot_ros.conventions import (
     heading_error,
     true_wind,
     turn_rate_starboard,
-    twa_for_awa,
+    wind_target_heading,
     wrap_2pi,
     wrap_pi,
 )
@@ -188,9 +188,8 @@ def wind_triangle(state: InputState, fresh: Fresh) -> tuple[float, float] | None
 def target_heading(mode: str, target: float, state: InputState, fresh: Fresh) -> float | None:
     """The compass heading a mode steers to, or None when the inputs cannot tell.
 
-    Compass: the target itself. TWA: heading + (TWA - target TWA), so a boat sailing too
-    far off the wind (TWA larger than the target, wind from starboard) turns to starboard.
-    AWA: the target AWA is first turned into a target TWA with the current wind triangle.
+    Compass: the target itself; wind modes: conventions.wind_target_heading with the wind
+    triangle as the instruments measure it.
     """
     if state.heading is None or not fresh.heading:
         return None
@@ -199,15 +198,11 @@ def target_heading(mode: str, target: float, state: InputState, fresh: Fresh) ->
     triangle = wind_triangle(state, fresh)
     if triangle is None:
         return None
-    twa, tws = triangle
-    if mode == 'wind_twa':
-        target_twa = target
-    elif mode == 'wind_awa':
-        stw = state.speed.stw if (fresh.speed and state.speed is not None) else 0.0
-        target_twa = twa_for_awa(target, tws, stw)
-    else:
+    if mode not in ('wind_awa', 'wind_twa'):
         return None
-    return wrap_2pi(state.heading.heading + wrap_pi(twa - target_twa))
+    twa, tws = triangle
+    stw = state.speed.stw if (fresh.speed and state.speed is not None) else 0.0
+    return wind_target_heading(mode, target, state.heading.heading, twa, tws, stw)
 
 
 def build_features(

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from autopilot_ros.conventions import apparent_wind, wrap_2pi, wrap_pi
+from autopilot_ros.conventions import apparent_wind, wind_target_heading, wrap_2pi, wrap_pi
 from autopilot_ros.sim.boat import (
     Boat,
     BoatParams,
@@ -22,7 +22,7 @@ from autopilot_ros.sim.boat import (
     equilibrium_heel,
     polar_speed,
 )
-from autopilot_ros.sim.scenarios import Scenario, initial_heading, target_twa
+from autopilot_ros.sim.scenarios import Scenario, initial_heading
 from autopilot_ros.sim.sensors import SensorConfig, Sensors
 
 
@@ -35,7 +35,7 @@ def target_heading_for(mode: str, target: float, heading: float, twa: float, tws
     """
     if mode == 'compass':
         return wrap_2pi(target)
-    return wrap_2pi(heading + wrap_pi(twa - target_twa(mode, target, tws, speed)))
+    return wind_target_heading(mode, target, heading, twa, tws, speed)
 
 
 class Simulator:
