@@ -59,6 +59,7 @@ class AutopilotNode(Node):
         config = self._config_from_parameters()
         self.pilot = Pilot(config)
         self.pilot.set_mode(self._param('mode'), self._param('target'))
+        self.pilot.hand_steering = bool(self._param('hand_steering'))
         self._last_policy = None
         self._last_output = None
         self._rx = {name: [] for name in INPUT_NAMES}  # receive times for rate estimates
@@ -109,6 +110,9 @@ class AutopilotNode(Node):
             description='standby | compass | wind_awa | wind_twa'))
         d('target', 0.0, _range(-math.pi, 2 * math.pi,
                                 'rad: compass heading [0, 2pi) or wind angle (-pi, pi]'))
+        d('hand_steering', False, ParameterDescriptor(
+            description='record mode: report the target on autopilot/status but do not '
+                        'steer (rudder_command engaged=false); bags for training'))
         d('max_rudder', 1.0, _range(0.05, 1.0, 'rudder range, normalised'))
         d('max_rudder_rate', 0.5, _range(0.01, 10.0, 'slew limit, normalised per second'))
         for name, limit in DEFAULT_STALE_LIMITS.items():
@@ -154,6 +158,8 @@ class AutopilotNode(Node):
                 self.pilot.set_mode(mode, target)
             if policy is not self.pilot.policy:
                 self.pilot.set_policy(policy)
+            if 'hand_steering' in new:
+                self.pilot.hand_steering = bool(new['hand_steering'])
         if 'model_path' in new:
             self.get_logger().info(
                 f'model swapped in: {policy.identity}' if policy else 'model unloaded: PD only')

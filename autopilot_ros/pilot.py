@@ -94,6 +94,10 @@ class Pilot:
         self._last_target_heading: float | None = None
         self._last_stamp: float | None = None
         self.engaged = False
+        # Recording mode: resolve the target, build features and report, but leave the helm
+        # to a person (command 0, not engaged). A bag recorded like this tells training what
+        # the helmsman was steering to.
+        self.hand_steering = False
         self.rejected_samples = 0
         self.nonfinite_outputs = 0
 
@@ -183,6 +187,14 @@ class Pilot:
                     else state.heading_rate)
             raw = pd_command(self.config.pd, err, rate)
         command = self.safety.apply(raw, dt)
+        if self.hand_steering:
+            self.engaged = False  # taking the helm later slews from the measured rudder
+            return PilotOutput(
+                stamp=now, command=0.0, raw_command=raw, engaged=False,
+                policy=POLICY_STANDBY, reason='hand steering: the helmsman steers',
+                mode=self.mode, target=self.target, target_heading=tgt, heading_error=err,
+                window_fill=self.window.fill, stale_inputs=stale,
+                inference_time=self._inference_time())
         return PilotOutput(
             stamp=now, command=command, raw_command=raw, engaged=True, policy=policy,
             reason='; '.join(reasons), mode=self.mode, target=self.target,

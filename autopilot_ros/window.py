@@ -16,6 +16,7 @@ class FeatureWindow:
         self._views = [self._buf[:, i:i + length, :] for i in range(length)]
         self._next = 0  # where the next row goes (0 .. length-1)
         self.fill = 0
+        self.pushes = 0  # rows pushed since creation: tells a reader a row arrived
 
     def push(self, row: np.ndarray) -> None:
         i = self._next
@@ -24,6 +25,7 @@ class FeatureWindow:
         self._next = (i + 1) % self.length
         if self.fill < self.length:
             self.fill += 1
+        self.pushes += 1
 
     @property
     def full(self) -> bool:

@@ -225,3 +225,22 @@ def test_bad_modes_and_targets_are_refused_and_the_old_ones_kept(mode, target):
     with pytest.raises(ValueError):
         pilot.set_mode(mode, target)
     assert (pilot.mode, pilot.target) == ('compass', 1.0)
+
+
+def test_hand_steering_reports_the_target_but_leaves_the_helm(model_factory):
+    """Recording mode: status carries mode, target and error; the command stays 0."""
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory(gain=2.0)), 10.0))
+    pilot.set_mode('compass', 0.3)
+    pilot.hand_steering = True
+    outs = run(pilot, 3.0, heading=0.0)
+    last = outs[-1]
+    assert all(o.command == 0.0 and not o.engaged for o in outs)
+    assert last.policy == POLICY_STANDBY and 'hand steering' in last.reason
+    assert math.isclose(last.target_heading, 0.3) and math.isclose(last.heading_error, 0.3)
+    assert pilot.window.full  # the features a model would see are still built
+    # Taking the helm back: the model steers at once, from the measured rudder.
+    pilot.hand_steering = False
+    t = outs[-1].stamp + 0.1
+    pilot.update(HeadingSample(t, 0.0))
+    out = pilot.step(t)
+    assert out.engaged and out.policy == POLICY_MODEL and 0.0 < out.command <= 0.05 + 1e-9

@@ -93,9 +93,12 @@ def _set_params(spinner, wait, params: dict):
     assert client.wait_for_service(timeout_sec=10.0)
     request = SetParameters.Request()
     for name, value in params.items():
-        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) \
-            if isinstance(value, str) else ParameterValue(
-                type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+        if isinstance(value, str):
+            pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        elif isinstance(value, bool):
+            pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+        else:
+            pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
         request.parameters.append(ParameterMsg(name=name, value=pv))
     future = client.call_async(request)
     assert wait(future.done, timeout=15.0), 'SetParameters never answered'
@@ -139,6 +142,19 @@ def test_hot_swap_changes_the_command_and_a_bad_model_is_refused(spinner, wait,
     # No missed tick around the refused swap: 10 Hz, gaps well under two periods.
     stamps = [t for t, _ in boat.statuses[n_before:]]
     assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 0.35
+
+
+def test_hand_steering_records_the_target_and_leaves_the_helm(spinner, wait, model_factory):
+    _, boat = _start(spinner, model_factory(gain=2.0), target=0.3, hand_steering=True)
+    assert wait(lambda: (s := boat.last_status()) is not None and s.window_fill == 20,
+                timeout=15.0)
+    status = boat.last_status()
+    assert not status.engaged and status.mode == 'compass' and 'hand steering' in status.reason
+    assert math.isclose(status.heading_error, 0.3, abs_tol=1e-6)
+    assert all(c.command == 0.0 and not c.engaged for c in boat.commands)
+    results = _set_params(spinner, wait, {'hand_steering': False})
+    assert results[0].successful, results[0].reason
+    assert wait(lambda: boat.commands[-1].engaged and boat.commands[-1].command > 0.2)
 
 
 def test_out_of_range_parameters_are_refused(spinner, wait, model_factory):
