@@ -50,6 +50,7 @@ setup(
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',
+        'autopilot-train = autopilot_ros.training.cli:main',
     ]},
     cmdclass={'build_py': BuildPy},
 )

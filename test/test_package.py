@@ -75,7 +75,9 @@ def test_pure_modules_import_without_rclpy():
     code = BLOCK_RCLPY + (
         'import autopilot_ros.conventions, autopilot_ros.features, autopilot_ros.window\n'
         'import autopilot_ros.policy, autopilot_ros.pilot, autopilot_ros.safety\n'
-        'import autopilot_ros.samples, autopilot_ros.pd_pilot\n'
+        'import autopilot_ros.samples, autopilot_ros.pd_pilot, autopilot_ros.sim.evaluate\n'
+        'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
+        'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'
         'print("ok")\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=120)
@@ -106,10 +108,15 @@ def test_pip_install_in_a_clean_venv_gives_the_ros_free_package(tmp_path):
     deps = sysconfig.get_paths()['purelib']
     code = BLOCK_RCLPY + (
         'import autopilot_ros, autopilot_ros.features, autopilot_ros.policy\n'
-        'import autopilot_ros.training\n'
+        'import autopilot_ros.training.pipeline, autopilot_ros.training.cli\n'
         'print(autopilot_ros.__file__)\n')
     run_env = dict(build_env, PYTHONPATH=deps)
     out = subprocess.run([str(py), '-c', code], capture_output=True, text=True,
                          timeout=120, env=run_env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(site))
+    # The training command a laptop user types.
+    for script, option in (('autopilot-train', '--bags'), ('autopilot-eval', '--pilots')):
+        out = subprocess.run([str(env_dir / 'bin' / script), '--help'], capture_output=True,
+                             text=True, timeout=120, env=run_env, cwd=tmp_path)
+        assert out.returncode == 0 and option in out.stdout, out.stderr

@@ -1225,3 +1225,14 @@ class BagWriter:
         msg = self.typestore.types[f'{PACKAGE}/msg/RudderAngle'](
             header=self.header(sample.stamp), angle=sample.angle)
         self._write_sample('rudder_angle', msg, sample.stamp, stamp_ns)
+
+    def write_status(self, sample: StatusSample, stamp_ns: int | None = None) -> None:
+        """An autopilot/status message: what the mode and target were (and who steered)."""
+        msg = self.typestore.types[f'{PACKAGE}/msg/AutopilotStatus'](
+            header=self.header(sample.stamp), mode=sample.mode, engaged=sample.engaged,
+            target=sample.target, target_heading=sample.target_heading,
+            heading_error=math.nan, command=sample.command, raw_command=math.nan,
+            policy=sample.policy, reason='' if sample.engaged else 'hand steering',
+            model_path='', model_sha256='', inference_time=math.nan, window_fill=0,
+            stale_inputs=[])
+        self._write_sample('autopilot/status', msg, sample.stamp, stamp_ns)

@@ -1,0 +1,176 @@
+"""autopilot-train: rosbag2 recordings of someone steering -> a new ONNX model, judged.
+
+    autopilot-train --bags ~/bags/2026-06-* --out models/summer
+    autopilot-train simulate --out data/demos            # no boat? record the expert
+    autopilot-train --bags data/demos --out models/sim --dagger 3
+
+Every problem with the input (a missing topic, a bag cut short, a bad option) is one
+message on stderr and exit status 2; nothing is written over on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+import shlex
+import sys
+
+from autopilot_ros.sim.scenarios import SCENARIOS
+from autopilot_ros.training.bags import STORAGE_IDS, BagError, TopicMap
+from autopilot_ros.training.dataset import DatasetConfig, DatasetError
+from autopilot_ros.training.model import ARCHITECTURES
+from autopilot_ros.training.train import Progress, TrainConfig
+
+# Demonstrations start at this seed, so they never replay an evaluation run (seeds 0..99).
+DEMO_SEED_BASE = 1000
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='autopilot-train', description=__doc__.split('\n')[0],
+        epilog="'autopilot-train simulate --help' records demonstration bags in the simulator.")
+    p.add_argument('--bags', nargs='+', required=True, metavar='PATH',
+                   help='bag folders, .db3/.mcap files, or folders holding bags')
+    p.add_argument('--out', required=True, metavar='models/NAME',
+                   help='writes NAME.onnx, NAME.pt, NAME.md, NAME.json and PNG plots')
+    g = p.add_argument_group('recordings')
+    g.add_argument('--topic', action='append', default=[], metavar='INPUT=TOPIC',
+                   help='map an input to your topic name, e.g. heading=/boat/compass '
+                        '(inputs: imu heading wind speed rudder_angle status)')
+    g.add_argument('--skip-bad', action='store_true', help='leave out unreadable bags')
+    g.add_argument('--mode', choices=('compass', 'wind_awa', 'wind_twa'),
+                   help='for bags without autopilot/status: the mode steered to ...')
+    g.add_argument('--target-deg', type=float,
+                   help='... and its target in degrees (compass 0..360, wind angle -180..180)')
+    g.add_argument('--label-lead', type=float, default=DatasetConfig.label_lead_s,
+                   metavar='S', help='label = rudder angle this many seconds after the tick')
+    g = p.add_argument_group('training')
+    g.add_argument('--arch', choices=sorted(ARCHITECTURES), default='seed')
+    g.add_argument('--no-residual', action='store_true',
+                   help='learn the rudder outright instead of a correction to the PD suggestion')
+    g.add_argument('--epochs', type=int, default=TrainConfig.epochs)
+    g.add_argument('--patience', type=int, default=TrainConfig.patience)
+    g.add_argument('--batch-size', type=int, default=TrainConfig.batch_size)
+    g.add_argument('--lr', type=float, default=TrainConfig.lr)
+    g.add_argument('--seed', type=int, default=0)
+    g.add_argument('--dagger', type=int, default=0, metavar='ROUNDS',
+                   help='DAgger rounds in the simulator (for simulator demonstrations)')
+    g.add_argument('--dagger-seeds', type=int, default=3, metavar='N',
+                   help='rollouts per scenario and DAgger round')
+    p.add_argument('--card-note', default='', metavar='TEXT',
+                   help='a paragraph for the model card (e.g. where the bags came from)')
+    g = p.add_argument_group('closed-loop evaluation')
+    g.add_argument('--eval-seeds', type=int, default=5, metavar='N',
+                   help='simulator seeds per scenario (0: skip the closed-loop verdict)')
+    g.add_argument('--scenarios', nargs='+', choices=list(SCENARIOS), default=list(SCENARIOS),
+                   help='simulator scenarios for the verdict and for DAgger rollouts')
+    return p
+
+
+def _simulate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='autopilot-train simulate',
+        description="Record the simulator's expert helmsman steering by hand into rosbag2 "
+                    'bags (sensors + autopilot/status with the mode and target), one per '
+                    'scenario and seed.')
+    p.add_argument('--out', required=True, metavar='DIR', help='folder for the bags (new)')
+    p.add_argument('--scenarios', nargs='+', choices=list(SCENARIOS), default=list(SCENARIOS))
+    p.add_argument('--seeds', type=int, default=6, help='bags per scenario')
+    p.add_argument('--first-seed', type=int, default=DEMO_SEED_BASE)
+    p.add_argument('--storage', choices=(*STORAGE_IDS, 'both'), default='mcap',
+                   help="'both' alternates sqlite3 and mcap")
+    p.add_argument('--imperfection', type=float, default=0.3,
+                   help='how human the helmsman is, 0 (exact) .. 1 (delays, lapses, noise)')
+    p.add_argument('--duration', type=float, default=None, metavar='S',
+                   help='cut every scenario to this many seconds')
+    return p
+
+
+def simulate(argv: list[str]) -> int:
+    from dataclasses import replace
+
+    from autopilot_ros.training.demos import write_demo_bag
+
+    args = _simulate_parser().parse_args(argv)
+    if not 0.0 <= args.imperfection <= 1.0:
+        return _fail(f'--imperfection {args.imperfection} not in [0, 1]')
+    if args.seeds < 1:
+        return _fail('--seeds must be >= 1')
+    if args.duration is not None and not args.duration >= 10.0:
+        return _fail('--duration must be at least 10 s')
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        return _fail(f'{out} exists and is not empty; choose a new folder')
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress()
+    total = len(args.scenarios) * args.seeds
+    n = 0
+    for s in args.scenarios:
+        scenario = SCENARIOS[s]
+        if args.duration is not None:
+            scenario = replace(scenario, duration_s=min(scenario.duration_s, args.duration))
+        for k in range(args.seeds):
+            seed = args.first_seed + k
+            storage = args.storage if args.storage != 'both' else STORAGE_IDS[n % 2]
+            path = out / f'{s}_{seed}'
+            count = write_demo_bag(path, scenario, seed, storage, args.imperfection)
+            n += 1
+            progress.line(f'[{n}/{total}] {path} ({storage}): {count:,} messages, '
+                          f'{scenario.duration_s:.0f} s of {s}')
+    progress.line(f'recorded {total} bag(s) in {out}; train with: autopilot-train --bags '
+                  f'{out} --out models/NAME')
+    return 0
+
+
+def train(argv: list[str]) -> int:
+    from autopilot_ros.policy import ModelError
+    from autopilot_ros.training.pipeline import PipelineConfig, run
+
+    parser = _train_parser()
+    args = parser.parse_args(argv)
+    if (args.mode is None) != (args.target_deg is None):
+        return _fail('--mode and --target-deg go together')
+    target = None
+    if args.target_deg is not None:
+        target = math.radians(args.target_deg % 360.0 if args.mode == 'compass'
+                              else args.target_deg)
+    try:
+        topic_map = TopicMap.from_strings(args.topic)
+        data = DatasetConfig(label_lead_s=args.label_lead, fixed_mode=args.mode,
+                             fixed_target=target)
+        data.validate()
+        tcfg = TrainConfig(arch=args.arch, residual=not args.no_residual, epochs=args.epochs,
+                           patience=args.patience, batch_size=args.batch_size, lr=args.lr,
+                           seed=args.seed)
+        tcfg.validate()
+        if args.dagger < 0 or args.dagger_seeds < 1 or args.eval_seeds < 0:
+            raise ValueError('--dagger and --eval-seeds must be >= 0, --dagger-seeds >= 1')
+        cfg = PipelineConfig(
+            bags=args.bags, out=args.out, topic_map=topic_map, skip_bad=args.skip_bad,
+            data=data, train=tcfg, dagger_iterations=args.dagger,
+            dagger_seeds=args.dagger_seeds, eval_seeds=args.eval_seeds,
+            scenarios=tuple(args.scenarios),
+            command='autopilot-train ' + shlex.join(argv), card_note=args.card_note)
+        run(cfg)
+    except (BagError, DatasetError, ModelError, ValueError, OSError) as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f'autopilot-train: {message}', file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == 'simulate':
+        return simulate(argv[1:])
+    if argv and argv[0] == 'train':
+        argv = argv[1:]
+    return train(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
