@@ -4,11 +4,19 @@ Publishes every sensor topic of DESIGN.md stamped with simulated time, plus /clo
 steers the simulated rudder with `rudder_command`. It runs one or more scenarios back to
 back, sets the autopilot's mode and target for each (like a crew member at the pilot's
 keypad), and at the end writes the truth-based summary (JSON) and a trace PNG.
+
+With `lockstep`, the simulator never runs more than `lockstep_lead` sim seconds ahead of
+the last rudder command it received. Faster than real time on a loaded machine, the
+pilot's processing otherwise falls behind the simulated clock and it steers on stale
+inputs; in lockstep it sees the boat as it would at sea, and real_time_factor becomes a
+cap on the speed. If the pilot stays silent for `lockstep_timeout` wall seconds, the
+simulator runs free (and says so) until a command arrives again.
 """
 
 import json
 import math
 import os
+import time
 
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
@@ -53,6 +61,9 @@ class SimNode(Node):
         self.declare_parameter('autopilot_node', 'autopilot')
         self.declare_parameter('summary_path', '')  # write JSON + PNG here when done
         self.declare_parameter('pilot_label', 'autopilot')
+        self.declare_parameter('lockstep', False)
+        self.declare_parameter('lockstep_lead', 0.2)  # sim s ahead of the last command
+        self.declare_parameter('lockstep_timeout', 2.0)  # wall s without a command
         names = [s.strip() for s in self.get_parameter('scenario').value.split(',') if s.strip()]
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown or not names:
@@ -62,6 +73,15 @@ class SimNode(Node):
         rtf = float(self.get_parameter('real_time_factor').value)
         if not 0.01 <= rtf <= 1000.0:
             raise ValueError(f'real_time_factor {rtf} not in [0.01, 1000]')
+        self.lockstep = bool(self.get_parameter('lockstep').value)
+        self.lockstep_lead = float(self.get_parameter('lockstep_lead').value)
+        self.lockstep_timeout = float(self.get_parameter('lockstep_timeout').value)
+        if not STEP <= self.lockstep_lead <= 10.0 or not 0.1 <= self.lockstep_timeout <= 60.0:
+            raise ValueError(f'lockstep_lead must be in [{STEP}, 10] s and lockstep_timeout '
+                             'in [0.1, 60] s')
+        self.last_command_stamp = 0.0  # sim time (with offset) of the newest command
+        self._waiting_since: float | None = None
+        self._free_running = False
         self.offset = 0.0  # sim time at which the current scenario started
         self.results = []
         self.finished = False
@@ -112,6 +132,11 @@ class SimNode(Node):
 
     def _on_command(self, msg: RudderCommand) -> None:
         self.command = msg.command if msg.engaged else 0.0
+        stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
+        self.last_command_stamp = max(self.last_command_stamp, stamp)
+        if self._free_running:
+            self._free_running = False
+            self.get_logger().info('rudder_command is back: lockstep again')
         self.ticks_seen += 1
         self.model_ticks += msg.policy == RudderCommand.POLICY_MODEL
 
@@ -120,6 +145,8 @@ class SimNode(Node):
             return
         if getattr(self, '_pending', None) and self.param_client.service_is_ready():
             self._set_autopilot(*self._pending)
+        if self.lockstep and not self._may_advance():
+            return
         sim = self.sim
         sim.set_rudder_command(self.command)
         sim.step(STEP)
@@ -141,6 +168,23 @@ class SimNode(Node):
         tr['target'].append(th)
         if sim.done:
             self._finish_scenario()
+
+    def _may_advance(self) -> bool:
+        """Lockstep: step only while the pilot's last command is recent in sim time."""
+        ahead = self.offset + self.sim.time + STEP - self.last_command_stamp
+        if ahead <= self.lockstep_lead + 1e-9 or self._free_running:
+            self._waiting_since = None
+            return True
+        wall = time.monotonic()
+        if self._waiting_since is None:
+            self._waiting_since = wall
+        elif wall - self._waiting_since > self.lockstep_timeout:
+            self._free_running = True
+            self.get_logger().warning(
+                f'no rudder_command for {self.lockstep_timeout:g} s: running free until the '
+                'pilot answers')
+            return True
+        return False
 
     def _finish_scenario(self) -> None:
         import numpy as np

@@ -12,17 +12,18 @@ def test_demo_runs_the_node_against_the_simulator_and_summarises(tmp_path):
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, '-P', '-m', 'autopilot_ros.demo', '--scenarios', 'calm_compass',
-         '--speed', '4', '--out', str(out)],
+         '--out', str(out)],
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (
         tmp_path / 'summary.log').read_text()
     data = json.loads(out.read_text())
     (result,) = data['results']
     assert result['scenario'] == 'calm_compass'
-    # Steered by the PD fallback through ROS, the course is held; no steering would drift
-    # tens of degrees (see test_evaluation). 4x real time: faster, the command latency in
-    # sim time grows with the machine's load (9.7 deg seen at 10x on a busy 2-core box).
-    assert result['rms_deg'] < 8.0
+    # The shipped model steered (not the PD fallback), through ROS, as well as it does
+    # in-process (0.18 deg over 5 seeds; PD 1.15). Lockstep keeps the simulator from
+    # outrunning the node on a busy machine, so the bound need not allow for load.
+    assert result['fallback_frac'] < 0.1
+    assert result['rms_deg'] < 1.0
     assert result['rudder_travel_per_min'] > 0.0
     assert pathlib.Path(data['plot']).read_bytes()[:4] == b'\x89PNG'
     assert 'RMS err deg' in proc.stdout
