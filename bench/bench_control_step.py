@@ -83,6 +83,25 @@ def node_rss_mb(model: str) -> float:
         proc.wait(timeout=10)
 
 
+BARE_ORT = """
+import os, sys, numpy as np
+from autopilot_ros.policy import OnnxPolicy
+p = OnnxPolicy(sys.argv[1], 10.0)
+w = np.zeros((1, 20, 25), np.float32)
+for _ in range(200):
+    p.infer(w)
+print(open(f'/proc/{os.getpid()}/status').read().split('VmRSS:')[1].split()[0])
+"""
+
+
+def bare_ort_rss_mb(model: str) -> float:
+    """VmRSS of a Python process that only loads the model and infers: what a Pi needs
+    beside ROS (numpy + onnxruntime + the pure policy module)."""
+    out = subprocess.run([sys.executable, '-P', '-c', BARE_ORT, model], capture_output=True,
+                         text=True, timeout=120, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('-n', type=int, default=3000, help='timed runs per row')
@@ -125,6 +144,8 @@ def main() -> int:
         for name, p50, p99 in rows:
             print(f'{name:54s} {p50:9.4f} {p99:9.4f}')
         print(f"{'autopilot_node resident memory (model loaded)':54s} {rss:9.1f} MB")
+        print(f"{'bare Python + ONNX Runtime process (model loaded)':54s} "
+              f'{bare_ort_rss_mb(path):9.1f} MB')
         ort_p50 = rows[0][1]
         torch_p50 = rows[1][1]
         print(f'PyTorch eager / ONNX Runtime (p50, 1 thread): {torch_p50 / ort_p50:.1f}x')

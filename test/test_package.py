@@ -53,6 +53,16 @@ def test_launch_defaults_resolve_to_installed_files():
         assert f"'{arg}'" in source
 
 
+def test_the_shipped_model_loads_in_the_node_policy_and_has_its_card():
+    from autopilot_ros.policy import OnnxPolicy
+    share = pathlib.Path(get_package_share_directory('autopilot_ros'))
+    model = share / 'resource' / 'autopilot.onnx'
+    policy = OnnxPolicy(str(model), rate_hz=10.0)  # every check the node makes
+    assert policy.metadata['model_version']
+    card = (share / 'resource' / 'autopilot.md').read_text()
+    assert 'Fit to ship as the default.' in card and 'Closed loop' in card
+
+
 def test_params_file_is_a_valid_ros_parameters_file():
     share = get_package_share_directory('autopilot_ros')
     data = yaml.safe_load(pathlib.Path(share, 'config', 'autopilot.yaml').read_text())
@@ -79,7 +89,8 @@ def test_pure_modules_import_without_rclpy():
         'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
         'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'
         'print("ok")\n')
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+    # -P: the installed package, not the source tree in the current directory.
+    out = subprocess.run([sys.executable, '-P', '-c', code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == 'ok'
