@@ -151,11 +151,25 @@ def train(argv: list[str]) -> int:
             data=data, train=tcfg, dagger_iterations=args.dagger,
             dagger_seeds=args.dagger_seeds, eval_seeds=args.eval_seeds,
             scenarios=tuple(args.scenarios),
-            command='autopilot-train ' + shlex.join(argv), card_note=args.card_note)
+            command='autopilot-train ' + shlex.join(_without(argv, '--card-note')),
+            card_note=args.card_note)
         run(cfg)
     except (BagError, DatasetError, ModelError, ValueError, OSError) as exc:
         return _fail(str(exc))
     return 0
+
+
+def _without(argv: list[str], option: str) -> list[str]:
+    """argv minus one option and its value (either spelling), for the model card."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + '='):
+            out.append(arg)
+    return out
 
 
 def _fail(message: str) -> int:

@@ -198,7 +198,7 @@ def build_recording(rec: Recording, config: DatasetConfig, group: int = 0,
         raise DatasetError(
             f'{name}: no autopilot/status messages, so the mode and target the helmsman '
             'steered to are unknown. Record autopilot/status (set the mode and target with '
-            'the pilot in hand-steering), or give --mode and --target for this bag.')
+            'the pilot in hand_steering), or give --mode and --target-deg for this bag.')
     status_stamps = np.array([s.stamp for s in status], dtype=np.float64)
     pilot = Pilot(PilotConfig(rate_hz=config.rate_hz))
     samples = _merged_samples(rec)
@@ -208,7 +208,7 @@ def build_recording(rec: Recording, config: DatasetConfig, group: int = 0,
 
     rows = np.zeros((len(ticks), NUM_FEATURES), dtype=np.float32)
     n_rows = 0
-    ends, labels, stamps = [], [], []
+    ends, ys, stamps = [], [], []
     pushes = pilot.window.pushes
     current: tuple[str, float] | None = None
     changed_at = -math.inf
@@ -251,11 +251,11 @@ def build_recording(rec: Recording, config: DatasetConfig, group: int = 0,
             report.dropped[reason] += 1
             continue
         ends.append(n_rows - 1)
-        labels.append(y)
+        ys.append(y)
         stamps.append(t)
     report.kept = len(ends)
     return Dataset(rows[:n_rows].copy(), np.array(ends, dtype=np.int64),
-                   np.array(labels, dtype=np.float32), np.full(len(ends), group, np.int32),
+                   np.array(ys, dtype=np.float32), np.full(len(ends), group, np.int32),
                    np.array(stamps, dtype=np.float64), [report])
 
 

@@ -293,12 +293,16 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
                      + ', '.join(str(r['selection_rms_vs_pd']) for r in dg['rounds']) + ').')
     ol = report['open_loop']
     lines += [
-        f'- Training wall time {report["training_seconds"]:.0f} s (bag reading '
-        f'{report["bags"]["messages_per_s"]:,} msg/s).',
+        f'- Wall time: {report["training_seconds"]:.0f} s to read the bags, build the '
+        f'dataset and train (with DAgger); {report["total_seconds"]:.0f} s with the closed-loop '
+        f'evaluation. Bags read at {report["bags"]["messages_per_s"]:,} msg/s.',
         f'- Open loop on validation: RMSE {ol["val_rmse"]:.4f} rudder units (PD suggestion '
         f'alone {ol["pd_suggestion_rmse"]:.4f}), same sign {100 * ol["val_same_sign"]:.1f}%.',
         f'- ONNX Runtime vs PyTorch: max |diff| {report["onnx_max_abs_diff"]:.2e} on '
         f'{report["onnx_check_windows"]} held-out windows.',
+        f'- Plots: `{paths["curves"].name}` (training curves)'
+        + (f', `{paths["traces"].name}` (closed-loop traces, seed 0).'
+           if 'closed_loop' in report else '.'),
         '',
     ]
     if 'closed_loop' in report:
