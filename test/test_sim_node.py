@@ -27,3 +27,19 @@ def test_demo_runs_the_node_against_the_simulator_and_summarises(tmp_path):
     assert result['rudder_travel_per_min'] > 0.0
     assert pathlib.Path(data['plot']).read_bytes()[:4] == b'\x89PNG'
     assert 'RMS err deg' in proc.stdout
+
+
+def test_lockstep_simulator_runs_free_when_no_pilot_answers(tmp_path):
+    """No autopilot at all: lockstep waits lockstep_timeout, says so, and still finishes."""
+    from ament_index_python.packages import get_package_prefix
+    exe = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros/sim_node'
+    out = tmp_path / 'summary.json'
+    proc = subprocess.run(
+        [str(exe), '--ros-args', '-p', 'scenario:=recovery', '-p', 'real_time_factor:=100.0',
+         '-p', 'lockstep:=true', '-p', 'lockstep_timeout:=0.5', '-p', 'engage_autopilot:=false',
+         '-p', f'summary_path:={out}'],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'running free until the pilot answers' in proc.stdout + proc.stderr
+    (result,) = json.loads(out.read_text())['results']
+    assert result['scenario'] == 'recovery' and result['rms_deg'] > 10.0  # nobody steered
