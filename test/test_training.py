@@ -320,5 +320,5 @@ def test_simulate_refuses_a_used_folder(tmp_path: Path):
     (tmp_path / 'bags').mkdir()
     (tmp_path / 'bags' / 'keep.txt').write_text('mine')
     run = cli('simulate', '--out', 'bags', cwd=tmp_path)
-    assert run.returncode == 2 and 'not empty' in run.stderr
+    assert run.returncode == 2 and 'not an empty folder' in run.stderr
     assert (tmp_path / 'bags' / 'keep.txt').read_text() == 'mine'

@@ -88,10 +88,6 @@ def _simulate_parser() -> argparse.ArgumentParser:
 
 
 def simulate(argv: list[str]) -> int:
-    from dataclasses import replace
-
-    from autopilot_ros.training.demos import write_demo_bag
-
     args = _simulate_parser().parse_args(argv)
     if not 0.0 <= args.imperfection <= 1.0:
         return _fail(f'--imperfection {args.imperfection} not in [0, 1]')
@@ -100,9 +96,20 @@ def simulate(argv: list[str]) -> int:
     if args.duration is not None and not args.duration >= 10.0:
         return _fail('--duration must be at least 10 s')
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        return _fail(f'{out} exists and is not empty; choose a new folder')
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            return _fail(f'{out} exists and is not an empty folder; choose a new folder')
+        out.mkdir(parents=True, exist_ok=True)
+        return _record(args, out)
+    except (BagError, OSError) as exc:
+        return _fail(str(exc))
+
+
+def _record(args: argparse.Namespace, out: Path) -> int:
+    from dataclasses import replace
+
+    from autopilot_ros.training.demos import write_demo_bag
+
     progress = Progress()
     total = len(args.scenarios) * args.seeds
     n = 0
