@@ -187,16 +187,12 @@ class Pilot:
                     else state.heading_rate)
             raw = pd_command(self.config.pd, err, rate)
         command = self.safety.apply(raw, dt)
-        if self.hand_steering:
+        engaged = not self.hand_steering
+        if not engaged:
             self.engaged = False  # taking the helm later slews from the measured rudder
-            return PilotOutput(
-                stamp=now, command=0.0, raw_command=raw, engaged=False,
-                policy=POLICY_STANDBY, reason='hand steering: the helmsman steers',
-                mode=self.mode, target=self.target, target_heading=tgt, heading_error=err,
-                window_fill=self.window.fill, stale_inputs=stale,
-                inference_time=self._inference_time())
+            command, policy, reasons = 0.0, POLICY_STANDBY, ['hand steering: the helmsman steers']
         return PilotOutput(
-            stamp=now, command=command, raw_command=raw, engaged=True, policy=policy,
+            stamp=now, command=command, raw_command=raw, engaged=engaged, policy=policy,
             reason='; '.join(reasons), mode=self.mode, target=self.target,
             target_heading=tgt, heading_error=err, window_fill=self.window.fill,
             stale_inputs=stale, inference_time=self._inference_time())

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from autopilot_ros.features import NUM_FEATURES, STEERING_MODES, WINDOW_LENGTH
-from autopilot_ros.pilot import Pilot, PilotConfig, validate_mode
+from autopilot_ros.pilot import INPUT_NAMES, Pilot, PilotConfig, validate_mode
 from autopilot_ros.training.bags import Recording
 
 
@@ -153,7 +153,7 @@ def _tick_times(rec: Recording, rate_hz: float) -> np.ndarray:
 def _merged_samples(rec: Recording) -> list:
     """Sensor samples of all inputs in stamp order (stable: ties keep topic order)."""
     merged = []
-    for key in ('imu', 'heading', 'wind', 'speed', 'rudder_angle'):
+    for key in INPUT_NAMES:
         merged.extend(rec.samples.get(key, ()))
     merged.sort(key=lambda s: s.stamp)
     return merged

@@ -65,10 +65,7 @@ def _expert_steer(seed: int, imperfection: float, mode: str, rate_hz: float):
 def demo_recording(scenario: Scenario, seed: int, imperfection: float = 0.3,
                    rate_hz: float = 10.0) -> Recording:
     """The expert steering `scenario`, in memory (same samples as write_demo_bag)."""
-    samples: dict[str, list] = {key: [] for key in LOGICAL_INPUTS}
-
-    def sink(s: object) -> None:
-        samples['autopilot/status' if isinstance(s, StatusSample) else _KEYS[type(s)]].append(s)
+    samples, sink = _collector()
     _drive(scenario, seed, rate_hz, _expert_steer(seed, imperfection, scenario.mode, rate_hz),
            sink)
     return _recording(Path(f'sim/{scenario.name}_{seed}'), 'memory', samples)
@@ -99,7 +96,7 @@ def dagger_rollout(policy, scenario: Scenario, seed: int, label_lead_s: float,
     The label is where the rudder would be `label_lead_s` after the tick had the expert
     commanded it now: the same quantity a demonstration's label measures.
     """
-    samples: dict[str, list] = {key: [] for key in LOGICAL_INPUTS}
+    samples, sink = _collector()
     pilot = Pilot(PilotConfig(rate_hz=rate_hz), policy)
     pilot.set_mode(scenario.mode, scenario.target_at(0.0))
     expert = ExpertHelmsman(seed, imperfection=0.0, rate_hz=rate_hz)
@@ -117,10 +114,17 @@ def dagger_rollout(policy, scenario: Scenario, seed: int, label_lead_s: float,
         labels[round(now * rate_hz)] = rudder + max(-reach, min(reach, wanted - rudder))
         return command
 
-    def sink(s: object) -> None:
-        samples['autopilot/status' if isinstance(s, StatusSample) else _KEYS[type(s)]].append(s)
     _drive(scenario, seed, rate_hz, steer, sink)
     return _recording(Path(f'dagger/{scenario.name}_{seed}'), 'memory', samples), labels
+
+
+def _collector() -> tuple[dict[str, list], Callable[[object], None]]:
+    """Per-input sample lists, as a Recording holds them, and the sink that fills them."""
+    samples: dict[str, list] = {key: [] for key in LOGICAL_INPUTS}
+
+    def sink(s: object) -> None:
+        samples['autopilot/status' if isinstance(s, StatusSample) else _KEYS[type(s)]].append(s)
+    return samples, sink
 
 
 def _recording(path: Path, storage: str, samples: dict[str, list]) -> Recording:

@@ -82,14 +82,20 @@ def _paths(out: str) -> dict[str, Path]:
         ('traces', '_traces.png'), ('json', '.json'), ('card', '.md'))}
 
 
+def _runs(results: list[RunResult], scenario: str, pilot: str | None = None) -> list[RunResult]:
+    """The runs of one scenario (and one pilot, if given)."""
+    return [r for r in results if r.scenario == scenario and pilot in (None, r.pilot)]
+
+
+def _mean_rms(results: list[RunResult], scenario: str) -> float:
+    return float(np.mean([r.rms_deg for r in _runs(results, scenario)]))
+
+
 def verdict(results: list[RunResult], model: str) -> dict:
     """Per scenario: better / not better / dangerous vs PD, and whether to ship."""
-    def runs(scenario: str, pilot: str) -> list[RunResult]:
-        return [r for r in results if r.scenario == scenario and r.pilot == pilot]
-
     rows = {}
     for s in dict.fromkeys(r.scenario for r in results):
-        mine, pd = runs(s, model), runs(s, 'pd')
+        mine, pd = _runs(results, s, model), _runs(results, s, 'pd')
         rms = float(np.mean([r.rms_deg for r in mine]))
         pd_rms = float(np.mean([r.rms_deg for r in pd]))
         rud = float(np.mean([r.rudder_travel_per_min for r in mine]))
@@ -114,9 +120,7 @@ def selection_score(policy_path: str, pd_rms: dict[str, float],
                     scenarios: tuple[str, ...]) -> float:
     """Mean over scenarios of model RMS / PD RMS on the selection seeds (lower is better)."""
     res = evaluate([policy_path], list(scenarios), list(SELECTION_SEEDS))
-    ratios = [np.mean([r.rms_deg for r in res if r.scenario == s]) / pd_rms[s]
-              for s in scenarios]
-    return float(np.mean(ratios))
+    return float(np.mean([_mean_rms(res, s) / pd_rms[s] for s in scenarios]))
 
 
 def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
@@ -212,8 +216,7 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
     the round that steers best on the selection seeds, in closed loop.
     """
     pd_results = evaluate(['pd'], list(cfg.scenarios), list(SELECTION_SEEDS))
-    pd_rms = {s: float(np.mean([r.rms_deg for r in pd_results if r.scenario == s]))
-              for s in cfg.scenarios}
+    pd_rms = {s: _mean_rms(pd_results, s) for s in cfg.scenarios}
     rounds = []
     aggregate = train
     best = (math.inf, None, 0)
