@@ -38,6 +38,7 @@ class FakeBoat(Node):
         self.enabled = {'imu': True, 'heading': True, 'wind': True}
         self.commands: list[RudderCommand] = []
         self.statuses: list[tuple[float, AutopilotStatus]] = []
+        self.last_sent: dict[str, float] = {}  # header stamp of the last message per topic, s
         qos = qos_profile_sensor_data
         self.imu_pub = self.create_publisher(Imu, 'imu', qos)
         self.heading_pub = self.create_publisher(Heading, 'heading', qos)
@@ -52,7 +53,10 @@ class FakeBoat(Node):
         self.create_timer(0.05, self._publish)
 
     def _publish(self) -> None:
-        stamp = self.get_clock().now().to_msg()
+        now = self.get_clock().now()
+        stamp = now.to_msg()
+        self.last_sent.update({name: now.nanoseconds * 1e-9
+                               for name, on in self.enabled.items() if on})
         v = self.values
         if self.enabled['imu']:
             m = Imu()
@@ -136,12 +140,30 @@ def test_hot_swap_changes_the_command_and_a_bad_model_is_refused(spinner, wait,
     assert 'input shape' in results[0].reason
     time.sleep(1.0)
     recent = [s for _, s in boat.statuses[n_before:]]
-    assert recent and all(s.policy == AutopilotStatus.POLICY_MODEL for s in recent)
-    assert all(s.model_sha256 == good_sha for s in recent)
+    assert recent and all(s.model_sha256 == good_sha for s in recent)
     assert node.get_parameter('model_path').value != str(bad)
-    # No missed tick around the refused swap: 10 Hz, gaps well under two periods.
-    stamps = [t for t, _ in boat.statuses[n_before:]]
+    # The old model keeps steering. On a loaded machine this one process (node and fake
+    # boat share the GIL) can starve the 20 Hz sensor timer past the 0.5 s IMU limit;
+    # then PD takes over for sensor reasons, which is the safety layer doing its job and
+    # not the swap. Anything else off the model is a failure.
+    for s in recent:
+        assert s.policy == AutopilotStatus.POLICY_MODEL or _sensor_timing(s), s.reason
+    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_MODEL
+                and boat.last_status().model_sha256 == good_sha, timeout=15.0)
+    # No missed tick around the refused swap: 10 Hz by the node's own stamps, so late
+    # delivery to this process does not count; gaps well under two periods.
+    stamps = [_seconds(s.header.stamp) for s in recent]
     assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 0.35
+
+
+def _sensor_timing(status: AutopilotStatus) -> bool:
+    """True when the PD fallback was forced by late sensor data, not by the policy."""
+    return status.policy == AutopilotStatus.POLICY_FALLBACK_PD and (
+        status.reason.startswith('inputs stale') or status.reason.startswith('window filling'))
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def test_hand_steering_records_the_target_and_leaves_the_helm(spinner, wait, model_factory):
@@ -171,19 +193,23 @@ def test_a_silent_sensor_puts_the_node_in_its_safe_state_in_time(spinner, wait,
     _, boat = _start(spinner, model_factory())
     assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
                 timeout=15.0)
+    # Measured on the header stamps (the boat's last message, the node's tick), so a
+    # slow delivery to this test process does not count against the node.
     boat.enabled['imu'] = False
-    stopped = time.monotonic()
     assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_FALLBACK_PD)
-    fallback_at = next(t for t, s in boat.statuses if t > stopped
+    last_imu = boat.last_sent['imu']
+    fallback_at = next(_seconds(s.header.stamp) for _, s in boat.statuses
+                       if _seconds(s.header.stamp) > last_imu
                        and s.policy == AutopilotStatus.POLICY_FALLBACK_PD)
-    assert fallback_at - stopped < 0.5 + 0.3  # IMU limit 0.5 s, plus a tick and delivery
+    assert fallback_at - last_imu < 0.5 + 0.1 + 0.2  # IMU limit, a tick, timer jitter
     assert 'imu' in boat.last_status().stale_inputs
     boat.enabled['heading'] = False
-    stopped = time.monotonic()
     assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_STANDBY)
-    standby_at = next(t for t, s in boat.statuses if t > stopped
+    last_heading = boat.last_sent['heading']
+    standby_at = next(_seconds(s.header.stamp) for _, s in boat.statuses
+                      if _seconds(s.header.stamp) > last_heading
                       and s.policy == AutopilotStatus.POLICY_STANDBY)
-    assert standby_at - stopped < 1.0 + 0.3  # heading limit 1.0 s
+    assert standby_at - last_heading < 1.0 + 0.1 + 0.2  # heading limit, a tick, jitter
     assert wait(lambda: boat.commands[-1].command == 0.0 and not boat.commands[-1].engaged)
 
 
@@ -212,9 +238,13 @@ def test_slew_limit_holds_against_a_model_that_jumps_end_to_end(spinner, wait,
     for i in range(4):  # the model output flips between -1 and 1 every second
         boat.values['heading'] = 0.6 if i % 2 == 0 else 0.0
         time.sleep(1.0)
-    values = [c.command for c in boat.commands[n:]]
-    steps = [abs(b - a) for a, b in zip(values, values[1:], strict=False)]
-    assert max(steps) <= 0.5 * 0.1 * 1.5  # rate x tick, with timer jitter allowance
+    sent = boat.commands[n:]
+    values = [c.command for c in sent]
+    # The limit is per second of the node's clock: a late tick may move further, so the
+    # rate is taken between the commands' own stamps, not per message.
+    for a, b in zip(sent, sent[1:], strict=False):
+        dt = _seconds(b.header.stamp) - _seconds(a.header.stamp)
+        assert abs(b.command - a.command) <= 0.5 * dt + 1e-6, (a, b)
     assert max(values) - min(values) > 0.4  # it did follow the flips, at the limited rate
 
 
