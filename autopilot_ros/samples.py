@@ -3,14 +3,20 @@
 The node, the simulator and the bag reader all turn messages into these, so the pure core
 never sees a ROS type. The `*_from_msg` converters only read attributes, so they accept
 rclpy messages and the objects `rosbags` deserialises alike: one conversion for serving
-and for training.
+and for training. The `fill_*_msg` writers are their inverses and only set attributes, so
+the simulator node (rclpy) and the bag writer (rosbags) publish one mapping, too.
 """
 
 from dataclasses import dataclass
 import math
 from typing import Any
 
-from autopilot_ros.conventions import quaternion_to_roll_pitch, wrap_2pi, wrap_pi
+from autopilot_ros.conventions import (
+    quaternion_to_roll_pitch,
+    roll_pitch_to_quaternion,
+    wrap_2pi,
+    wrap_pi,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +59,9 @@ class RudderSample:
     angle: float  # normalised [-1, 1], positive = to starboard
 
 
+SensorSample = ImuSample | HeadingSample | WindSample | SpeedSample | RudderSample
+
+
 def stamp_seconds(header: Any) -> float:
     """Seconds from a std_msgs/Header (rclpy or rosbags object)."""
     return header.stamp.sec + header.stamp.nanosec * 1e-9
@@ -87,6 +96,42 @@ def speed_from_msg(msg: Any) -> SpeedSample:
 
 def rudder_from_msg(msg: Any) -> RudderSample:
     return RudderSample(stamp_seconds(msg.header), msg.angle)
+
+
+def fill_imu_msg(msg: Any, sample: ImuSample) -> None:
+    """Orientation from roll and pitch (yaw 0: heading has its own topic), rates, accels."""
+    o = msg.orientation
+    o.x, o.y, o.z, o.w = roll_pitch_to_quaternion(sample.roll, sample.pitch)
+    w = msg.angular_velocity
+    w.x, w.y, w.z = sample.roll_rate, sample.pitch_rate, sample.yaw_rate_z
+    a = msg.linear_acceleration
+    a.x, a.y, a.z = sample.accel_x, sample.accel_y, sample.accel_z
+
+
+def fill_heading_msg(msg: Any, sample: HeadingSample) -> None:
+    msg.heading = sample.heading
+
+
+def fill_wind_msg(msg: Any, sample: WindSample) -> None:
+    msg.angle, msg.speed = sample.awa, sample.aws
+
+
+def fill_speed_msg(msg: Any, sample: SpeedSample) -> None:
+    msg.twist.linear.x = sample.stw
+
+
+def fill_rudder_msg(msg: Any, sample: RudderSample) -> None:
+    msg.angle = sample.angle
+
+
+# Sample class -> (topic name, writer): how a sample goes out; INPUT_TOPICS has the type.
+SAMPLE_MESSAGES = {
+    ImuSample: ('imu', fill_imu_msg),
+    HeadingSample: ('heading', fill_heading_msg),
+    WindSample: ('wind', fill_wind_msg),
+    SpeedSample: ('speed', fill_speed_msg),
+    RudderSample: ('rudder_angle', fill_rudder_msg),
+}
 
 
 # Topic name (DESIGN.md, relative) -> (ROS type name, converter). Shared by node and bags.

@@ -31,15 +31,8 @@ from rclpy.time import Time
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Imu
 
-from autopilot_ros.conventions import roll_pitch_to_quaternion
 from autopilot_ros.msg import Heading, RudderAngle, RudderCommand, Wind
-from autopilot_ros.samples import (
-    HeadingSample,
-    ImuSample,
-    RudderSample,
-    SpeedSample,
-    WindSample,
-)
+from autopilot_ros.samples import SAMPLE_MESSAGES
 from autopilot_ros.sim.evaluate import plot_traces, summarize
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.sim.simulator import Simulator
@@ -219,30 +212,16 @@ class SimNode(Node):
                       default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
 
     def _publish(self, s, offset: float) -> None:
-        stamp = _stamp(offset + s.stamp)
-        if isinstance(s, ImuSample):
-            m = Imu()
-            x, y, z, w = roll_pitch_to_quaternion(s.roll, s.pitch)
-            m.orientation.x, m.orientation.y, m.orientation.z, m.orientation.w = x, y, z, w
-            m.angular_velocity.x, m.angular_velocity.y = s.roll_rate, s.pitch_rate
-            m.angular_velocity.z = s.yaw_rate_z
-            a = m.linear_acceleration
-            a.x, a.y, a.z = s.accel_x, s.accel_y, s.accel_z
-            m.header.frame_id = 'base_link'
-            topic = 'imu'
-        elif isinstance(s, HeadingSample):
-            m, topic = Heading(heading=s.heading), 'heading'
-        elif isinstance(s, WindSample):
-            m, topic = Wind(angle=s.awa, speed=s.aws), 'wind'
-        elif isinstance(s, SpeedSample):
-            m, topic = TwistStamped(), 'speed'
-            m.twist.linear.x = s.stw
-        elif isinstance(s, RudderSample):
-            m, topic = RudderAngle(angle=s.angle), 'rudder_angle'
-        else:
+        entry = SAMPLE_MESSAGES.get(type(s))
+        if entry is None:
             return
-        m.header.stamp = stamp
-        self.pubs[topic].publish(m)
+        topic, fill = entry
+        pub = self.pubs[topic]
+        m = pub.msg_type()
+        fill(m, s)
+        m.header.stamp = _stamp(offset + s.stamp)
+        m.header.frame_id = 'base_link'
+        pub.publish(m)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -18,6 +18,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
 from autopilot_ros.samples import (
+    INPUT_TOPICS,
+    SAMPLE_MESSAGES,
     HeadingSample,
     ImuSample,
     RudderSample,
@@ -61,11 +63,10 @@ def write_bag(path: Path, storage: str, data: dict[str, list] | None = None,
               **kwargs: object) -> dict[str, list]:
     """A bag of make_samples() (or data) written in time order, as a recorder would."""
     data = data if data is not None else make_samples()
-    events = sorted(((s.stamp, key, s) for key, lst in data.items() for s in lst),
-                    key=lambda x: x[0])
+    events = sorted((s for lst in data.values() for s in lst), key=lambda s: s.stamp)
     with bags.BagWriter(path, storage, **kwargs) as writer:
-        for _, key, sample in events:
-            getattr(writer, f'write_{key}')(sample)
+        for sample in events:
+            writer.write_sample(sample)
     return data
 
 
@@ -114,6 +115,29 @@ def test_round_trip_every_input(tmp_path: Path, storage: str) -> None:
     assert rec.duration == pytest.approx(0.02 * (len(data['imu']) - 1))
 
 
+def test_blank_messages_fill_and_read_back_as_the_same_samples(tmp_path: Path) -> None:
+    """The writer's mapping (shared with sim_node) is the exact inverse of the reader's."""
+    with bags.BagWriter(tmp_path / 'bag', 'mcap') as writer:
+        for key, samples in make_samples(4, 1).items():
+            for sample in samples:
+                topic, fill = SAMPLE_MESSAGES[type(sample)]
+                msgtype, read = INPUT_TOPICS[topic]
+                assert topic == key
+                msg = writer.blank(msgtype)
+                fill(msg, sample)
+                msg.header = writer.header(sample.stamp)
+                assert_samples_equal([read(msg)], [sample])
+        blank = writer.blank('sensor_msgs/msg/Imu')
+        assert blank.orientation_covariance.shape == (9,) and blank.header.frame_id == ''
+        status = writer.blank('autopilot_ros/msg/AutopilotStatus')
+        assert status.stale_inputs == [] and status.window_fill == 0 and status.mode == ''
+
+
+def test_writer_refuses_what_it_has_no_topic_for(tmp_path: Path) -> None:
+    with bags.BagWriter(tmp_path / 'bag', 'mcap') as writer, pytest.raises(TypeError):
+        writer.write_sample(object())
+
+
 @pytest.mark.parametrize('storage', STORAGES)
 def test_signs_survive_the_round_trip(tmp_path: Path, storage: str) -> None:
     """REP-103: a starboard turn is a negative angular_velocity.z, roll > 0 starboard down."""
@@ -160,13 +184,13 @@ def write_inputs(writer: bags.BagWriter, n: int = 10, skip: str = '') -> None:
     for sample_key, samples in make_samples(n, 2).items():
         if sample_key != skip:
             for sample in samples:
-                getattr(writer, f'write_{sample_key}')(sample)
+                writer.write_sample(sample)
 
 
 def test_zero_header_stamp_falls_back_to_receive_time(tmp_path: Path) -> None:
     with bags.BagWriter(tmp_path / 'bag', 'mcap') as writer:
         write_inputs(writer, skip='heading')
-        writer.write_heading(HeadingSample(0.0, 1.0), stamp_ns=int(T0 * 1e9) + 5)
+        writer.write_sample(HeadingSample(0.0, 1.0), stamp_ns=int(T0 * 1e9) + 5)
     rec = bags.read_bag(tmp_path / 'bag')
     assert rec.heading[0].stamp == pytest.approx(T0)
     assert any('zero header stamp' in w for w in rec.warnings)
@@ -177,7 +201,7 @@ def test_samples_are_sorted_by_header_stamp(tmp_path: Path) -> None:
     with bags.BagWriter(tmp_path / 'bag', 'sqlite3') as writer:
         write_inputs(writer, skip='wind')
         for k, stamp in enumerate((T0 + 0.3, T0 + 0.1, T0 + 0.2)):
-            writer.write_wind(WindSample(stamp, 0.1 * k, 5.0), stamp_ns=int(T0 * 1e9) + k)
+            writer.write_sample(WindSample(stamp, 0.1 * k, 5.0), stamp_ns=int(T0 * 1e9) + k)
     stamps = [s.stamp for s in bags.read_bag(tmp_path / 'bag').wind]
     assert stamps == sorted(stamps) and len(stamps) == 3
 

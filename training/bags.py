@@ -35,17 +35,19 @@ from rosbags.interfaces import (
     ConnectionExtRosbag2,
     MessageDefinition,
     MessageDefinitionFormat,
+    Nodetype,
 )
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from autopilot_ros.conventions import roll_pitch_to_quaternion
 from autopilot_ros.samples import (
     INPUT_TOPICS,
+    SAMPLE_MESSAGES,
     HeadingSample,
     ImuSample,
     RudderSample,
+    SensorSample,
     SpeedSample,
     WindSample,
     stamp_seconds,
@@ -84,6 +86,10 @@ _SUFFIX_STORAGE = {'.db3': 'sqlite3', '.mcap': 'mcap'}
 _MCAP_MAGIC = b'\x89MCAP0\r\n'
 _SQLITE_MAGIC = b'SQLite format 3\x00'
 _NS = 1_000_000_000
+# ROS numeric base types -> numpy: rosbags (de)serialises numeric arrays as numpy arrays.
+_NUMPY = {name: getattr(np, name) for name in (
+    'float32', 'float64', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64',
+    'uint64')} | {'byte': np.uint8, 'octet': np.uint8, 'char': np.uint8}
 # (connection, receive time in ns, CDR bytes), as rosbags' readers yield them.
 _Messages = Iterator[tuple[Connection, int, bytes]]
 
@@ -1127,8 +1133,6 @@ class BagWriter:
         types = self.typestore.types
         self._time = types['builtin_interfaces/msg/Time']
         self._header = types['std_msgs/msg/Header']
-        self._vector3 = types['geometry_msgs/msg/Vector3']
-        self._quaternion = types['geometry_msgs/msg/Quaternion']
 
     def open(self) -> BagWriter:
         self._writer.open()
@@ -1187,44 +1191,39 @@ class BagWriter:
     def _write_sample(self, key: str, msg: Any, stamp: float, stamp_ns: int | None) -> None:
         self.write(self.topic(key), msg, round(stamp * _NS) if stamp_ns is None else stamp_ns)
 
-    def write_imu(self, sample: ImuSample, stamp_ns: int | None = None) -> None:
-        x, y, z, w = roll_pitch_to_quaternion(sample.roll, sample.pitch)
-        zeros = np.zeros(9, dtype=np.float64)
-        msg = self.typestore.types['sensor_msgs/msg/Imu'](
-            header=self.header(sample.stamp),
-            orientation=self._quaternion(x=x, y=y, z=z, w=w),
-            orientation_covariance=zeros,
-            angular_velocity=self._vector3(
-                x=sample.roll_rate, y=sample.pitch_rate, z=sample.yaw_rate_z),
-            angular_velocity_covariance=zeros.copy(),
-            linear_acceleration=self._vector3(
-                x=sample.accel_x, y=sample.accel_y, z=sample.accel_z),
-            linear_acceleration_covariance=zeros.copy(),
-        )
-        self._write_sample('imu', msg, sample.stamp, stamp_ns)
+    def blank(self, msgtype: str) -> Any:
+        """A message of `msgtype` with every field zero, empty or blank, ready to fill."""
+        _, fields = self.typestore.fielddefs[msgtype]
+        return self.typestore.types[msgtype](**{name: self._zero(*spec) for name, spec in fields})
 
-    def write_heading(self, sample: HeadingSample, stamp_ns: int | None = None) -> None:
-        msg = self.typestore.types[f'{PACKAGE}/msg/Heading'](
-            header=self.header(sample.stamp), heading=sample.heading, is_true_north=False)
-        self._write_sample('heading', msg, sample.stamp, stamp_ns)
+    def _zero(self, kind: Nodetype, detail: Any) -> Any:
+        if kind == Nodetype.NAME:
+            return self.blank(detail)
+        if kind == Nodetype.BASE:
+            name = detail[0]
+            if name in ('string', 'wstring'):
+                return ''
+            return False if name == 'bool' else 0.0 if name.startswith('float') else 0
+        (sub_kind, sub_detail), length = detail
+        count = length if kind == Nodetype.ARRAY else 0
+        if sub_kind == Nodetype.BASE and sub_detail[0] in _NUMPY:
+            return np.zeros(count, dtype=_NUMPY[sub_detail[0]])
+        return [self._zero(sub_kind, sub_detail) for _ in range(count)]
 
-    def write_wind(self, sample: WindSample, stamp_ns: int | None = None) -> None:
-        msg = self.typestore.types[f'{PACKAGE}/msg/Wind'](
-            header=self.header(sample.stamp), angle=sample.awa, speed=sample.aws)
-        self._write_sample('wind', msg, sample.stamp, stamp_ns)
-
-    def write_speed(self, sample: SpeedSample, stamp_ns: int | None = None) -> None:
-        twist = self.typestore.types['geometry_msgs/msg/Twist'](
-            linear=self._vector3(x=sample.stw, y=0.0, z=0.0),
-            angular=self._vector3(x=0.0, y=0.0, z=0.0))
-        msg = self.typestore.types['geometry_msgs/msg/TwistStamped'](
-            header=self.header(sample.stamp), twist=twist)
-        self._write_sample('speed', msg, sample.stamp, stamp_ns)
-
-    def write_rudder_angle(self, sample: RudderSample, stamp_ns: int | None = None) -> None:
-        msg = self.typestore.types[f'{PACKAGE}/msg/RudderAngle'](
-            header=self.header(sample.stamp), angle=sample.angle)
-        self._write_sample('rudder_angle', msg, sample.stamp, stamp_ns)
+    def write_sample(self, sample: SensorSample | StatusSample,
+                     stamp_ns: int | None = None) -> None:
+        """A sample on its topic, as the simulator node publishes it (one shared mapping)."""
+        if isinstance(sample, StatusSample):
+            self.write_status(sample, stamp_ns)
+            return
+        entry = SAMPLE_MESSAGES.get(type(sample))
+        if entry is None:
+            raise TypeError(f'no topic for a {type(sample).__name__}')
+        key, fill = entry
+        msg = self.blank(INPUT_TOPICS[key][0])
+        fill(msg, sample)
+        msg.header = self.header(sample.stamp)
+        self._write_sample(key, msg, sample.stamp, stamp_ns)
 
     def write_status(self, sample: StatusSample, stamp_ns: int | None = None) -> None:
         """An autopilot/status message: what the mode and target were (and who steered)."""

@@ -18,20 +18,11 @@ from pathlib import Path
 
 from autopilot_ros.features import STEERING_MODES
 from autopilot_ros.pilot import POLICY_STANDBY, Pilot, PilotConfig
-from autopilot_ros.samples import (
-    HeadingSample,
-    ImuSample,
-    RudderSample,
-    SpeedSample,
-    WindSample,
-)
+from autopilot_ros.samples import SAMPLE_MESSAGES
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.scenarios import Scenario
 from autopilot_ros.sim.simulator import Simulator
 from autopilot_ros.training.bags import LOGICAL_INPUTS, BagWriter, Recording, StatusSample
-
-_KEYS = {ImuSample: 'imu', HeadingSample: 'heading', WindSample: 'wind', SpeedSample: 'speed',
-         RudderSample: 'rudder_angle'}
 
 
 def _drive(scenario: Scenario, seed: int, rate_hz: float,
@@ -76,13 +67,9 @@ def write_demo_bag(path: str | Path, scenario: Scenario, seed: int, storage: str
     """Record the expert steering `scenario` into a new rosbag2 bag; returns messages."""
     count = 0
     with BagWriter(path, storage) as bag:
-        writers = {ImuSample: bag.write_imu, HeadingSample: bag.write_heading,
-                   WindSample: bag.write_wind, SpeedSample: bag.write_speed,
-                   RudderSample: bag.write_rudder_angle, StatusSample: bag.write_status}
-
         def sink(s: object) -> None:
             nonlocal count
-            writers[type(s)](s)
+            bag.write_sample(s)
             count += 1
         _drive(scenario, seed, rate_hz,
                _expert_steer(seed, imperfection, scenario.mode, rate_hz), sink)
@@ -123,7 +110,8 @@ def _collector() -> tuple[dict[str, list], Callable[[object], None]]:
     samples: dict[str, list] = {key: [] for key in LOGICAL_INPUTS}
 
     def sink(s: object) -> None:
-        samples['autopilot/status' if isinstance(s, StatusSample) else _KEYS[type(s)]].append(s)
+        key = 'autopilot/status' if isinstance(s, StatusSample) else SAMPLE_MESSAGES[type(s)][0]
+        samples[key].append(s)
     return samples, sink
 
 
