@@ -1129,6 +1129,7 @@ class BagWriter:
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
         self._writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
         self._connections: dict[str, Connection] = {}
+        self._makers: dict[tuple[Nodetype, Any], Callable[[], Any]] = {}
         self._open = False
         types = self.typestore.types
         self._time = types['builtin_interfaces/msg/Time']
@@ -1193,22 +1194,43 @@ class BagWriter:
 
     def blank(self, msgtype: str) -> Any:
         """A message of `msgtype` with every field zero, empty or blank, ready to fill."""
-        _, fields = self.typestore.fielddefs[msgtype]
-        return self.typestore.types[msgtype](**{name: self._zero(*spec) for name, spec in fields})
+        return self._maker(Nodetype.NAME, msgtype)()
 
-    def _zero(self, kind: Nodetype, detail: Any) -> Any:
+    def _maker(self, kind: Nodetype, detail: Any) -> Callable[[], Any]:
+        """A builder of the zero value of one field type, made once per type (it is hot)."""
+        key = (kind, detail)
+        maker = self._makers.get(key)
+        if maker is not None:
+            return maker
         if kind == Nodetype.NAME:
-            return self.blank(detail)
-        if kind == Nodetype.BASE:
+            cls = self.typestore.types[detail]
+            fields = [(name, self._maker(*spec)) for name, spec in
+                      self.typestore.fielddefs[detail][1]]
+
+            def maker() -> Any:
+                return cls(**{name: make() for name, make in fields})
+        elif kind == Nodetype.BASE:
             name = detail[0]
-            if name in ('string', 'wstring'):
-                return ''
-            return False if name == 'bool' else 0.0 if name.startswith('float') else 0
-        (sub_kind, sub_detail), length = detail
-        count = length if kind == Nodetype.ARRAY else 0
-        if sub_kind == Nodetype.BASE and sub_detail[0] in _NUMPY:
-            return np.zeros(count, dtype=_NUMPY[sub_detail[0]])
-        return [self._zero(sub_kind, sub_detail) for _ in range(count)]
+            zero = ('' if name in ('string', 'wstring') else False if name == 'bool'
+                    else 0.0 if name.startswith('float') else 0)
+
+            def maker() -> Any:
+                return zero
+        else:
+            (sub_kind, sub_detail), length = detail
+            count = length if kind == Nodetype.ARRAY else 0
+            if sub_kind == Nodetype.BASE and sub_detail[0] in _NUMPY:
+                dtype = _NUMPY[sub_detail[0]]
+
+                def maker() -> Any:
+                    return np.zeros(count, dtype=dtype)
+            else:
+                element = self._maker(sub_kind, sub_detail)
+
+                def maker() -> Any:
+                    return [element() for _ in range(count)]
+        self._makers[key] = maker
+        return maker
 
     def write_sample(self, sample: SensorSample | StatusSample,
                      stamp_ns: int | None = None) -> None:
