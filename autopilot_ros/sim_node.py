@@ -11,6 +11,10 @@ pilot's processing otherwise falls behind the simulated clock and it steers on s
 inputs; in lockstep it sees the boat as it would at sea, and real_time_factor becomes a
 cap on the speed. If the pilot stays silent for `lockstep_timeout` wall seconds, the
 simulator runs free (and says so) until a command arrives again.
+
+With `helmsman:=expert` the simulator's expert helmsman steers and `rudder_command` only
+paces lockstep: run the autopilot with `hand_steering:=true` and record, and you have the
+bags a sailor brings home from a day of hand steering, to practise the training workflow.
 """
 
 import json
@@ -34,6 +38,7 @@ from sensor_msgs.msg import Imu
 from autopilot_ros.msg import Heading, RudderAngle, RudderCommand, Wind
 from autopilot_ros.samples import SAMPLE_MESSAGES
 from autopilot_ros.sim.evaluate import plot_traces, summarize
+from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.sim.simulator import Simulator
 
@@ -57,6 +62,8 @@ class SimNode(Node):
         self.declare_parameter('lockstep', False)
         self.declare_parameter('lockstep_lead', 0.2)  # sim s ahead of the last command
         self.declare_parameter('lockstep_timeout', 2.0)  # wall s without a command
+        self.declare_parameter('helmsman', 'autopilot')  # who steers: rudder_command, 'expert'
+        self.declare_parameter('helmsman_imperfection', 0.3)  # 0 = flawless expert
         names = [s.strip() for s in self.get_parameter('scenario').value.split(',') if s.strip()]
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown or not names:
@@ -72,6 +79,13 @@ class SimNode(Node):
         if not STEP <= self.lockstep_lead <= 10.0 or not 0.1 <= self.lockstep_timeout <= 60.0:
             raise ValueError(f'lockstep_lead must be in [{STEP}, 10] s and lockstep_timeout '
                              'in [0.1, 60] s')
+        self.helmsman = self.get_parameter('helmsman').value
+        if self.helmsman not in ('autopilot', 'expert'):
+            raise ValueError(f"helmsman must be 'autopilot' (rudder_command steers) or "
+                             f"'expert', not {self.helmsman!r}")
+        self.imperfection = float(self.get_parameter('helmsman_imperfection').value)
+        if not 0.0 <= self.imperfection <= 1.0:
+            raise ValueError(f'helmsman_imperfection {self.imperfection} not in [0, 1]')
         self.last_command_stamp = 0.0  # sim time (with offset) of the newest command
         self._waiting_since: float | None = None
         self._free_running = False
@@ -102,6 +116,9 @@ class SimNode(Node):
         self.scenario = SCENARIOS[self.queue.pop(0)]
         self.sim = Simulator(self.scenario, self.seed)
         self.target = self.sim.target_at(0.0)
+        self.expert = (ExpertHelmsman(self.seed, imperfection=self.imperfection,
+                                      rate_hz=1.0 / STEP)
+                       if self.helmsman == 'expert' else None)
         self.trace = {'t': [], 'err': [], 'rudder': [], 'heading': [], 'target': []}
         self.changes = [0.0]
         self.model_ticks = self.ticks_seen = 0
@@ -124,7 +141,8 @@ class SimNode(Node):
             self._pending = (mode, target)
 
     def _on_command(self, msg: RudderCommand) -> None:
-        self.command = msg.command if msg.engaged else 0.0
+        if self.expert is None:
+            self.command = msg.command if msg.engaged else 0.0
         stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
         self.last_command_stamp = max(self.last_command_stamp, stamp)
         if self._free_running:
@@ -141,6 +159,8 @@ class SimNode(Node):
         if self.lockstep and not self._may_advance():
             return
         sim = self.sim
+        if self.expert is not None:
+            self.command = self.expert.command(sim, self.scenario.mode, self.target)
         sim.set_rudder_command(self.command)
         sim.step(STEP)
         now = self.offset + sim.time
@@ -182,8 +202,8 @@ class SimNode(Node):
     def _finish_scenario(self) -> None:
         import numpy as np
         arrays = {k: np.array(v) for k, v in self.trace.items()}
-        label = self.get_parameter('pilot_label').value
-        ticks = self.model_ticks if self.ticks_seen else None
+        label = 'expert helmsman' if self.expert else self.get_parameter('pilot_label').value
+        ticks = self.model_ticks if self.ticks_seen and self.expert is None else None
         result = summarize(label, self.scenario.name, self.seed, arrays['t'], arrays['err'],
                            arrays['rudder'], self.changes, None, arrays)
         if ticks is not None:

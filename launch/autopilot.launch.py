@@ -3,6 +3,7 @@
     ros2 launch autopilot_ros autopilot.launch.py
     ros2 launch autopilot_ros autopilot.launch.py sim:=true rviz:=true
     ros2 launch autopilot_ros autopilot.launch.py model_path:=/path/to/model.onnx
+    ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
 """
 
 from ament_index_python.packages import get_package_share_directory
@@ -35,19 +36,29 @@ def generate_launch_description() -> LaunchDescription:
                               description='follow /clock (true by default with sim:=true)'),
         DeclareLaunchArgument('scenario', default_value='beam_reach',
                               description='simulator scenario (with sim:=true)'),
+        DeclareLaunchArgument('helmsman', default_value='autopilot',
+                              description="with sim:=true, who steers the simulated boat: "
+                                          "'autopilot' or 'expert'"),
+        DeclareLaunchArgument('hand_steering', default_value='false',
+                              description='the node reports mode and target but leaves the '
+                                          'helm alone (for recording training bags)'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='start rviz2 with the autopilot view'),
         Node(
             package='autopilot_ros', executable='autopilot_node', name='autopilot',
             namespace=namespace, output='screen',
             parameters=[params_file, {'model_path': model_path,
-                                      'use_sim_time': use_sim_time}],
+                                      'use_sim_time': use_sim_time,
+                                      'hand_steering': ParameterValue(
+                                          LaunchConfiguration('hand_steering'),
+                                          value_type=bool)}],
         ),
         Node(
             package='autopilot_ros', executable='sim_node', name='boat_sim',
             namespace=namespace, output='screen',
             condition=IfCondition(LaunchConfiguration('sim')),
             parameters=[{'scenario': LaunchConfiguration('scenario'), 'real_time_factor': 1.0,
+                         'helmsman': LaunchConfiguration('helmsman'),
                          'use_sim_time': False}],
         ),
         Node(

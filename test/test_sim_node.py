@@ -1,6 +1,7 @@
 """The README's main job in miniature: autopilot_node steers sim_node over real topics."""
 
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -43,3 +44,100 @@ def test_lockstep_simulator_runs_free_when_no_pilot_answers(tmp_path):
     assert 'running free until the pilot answers' in proc.stdout + proc.stderr
     (result,) = json.loads(out.read_text())['results']
     assert result['scenario'] == 'recovery' and result['rms_deg'] > 10.0  # nobody steered
+
+
+def test_hand_steering_off_the_simulator_records_bags_that_train(tmp_path, rclpy_context):
+    """The sailor's recording day, with the simulator's expert at the helm.
+
+    The node in hand steering, sim_node with helmsman:=expert, and a recorder that stores
+    the serialised messages as its DDS subscriptions hand them over (what `ros2 bag
+    record` does). The bag must then give the dataset builder hand-steered windows,
+    labelled with the expert's rudder, with the mode and target from autopilot/status.
+    """
+    import threading
+    import time
+
+    from ament_index_python.packages import get_package_prefix
+    from geometry_msgs.msg import TwistStamped
+    import numpy as np
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Imu
+
+    from autopilot_ros.msg import AutopilotStatus, Heading, RudderAngle, RudderCommand, Wind
+    from autopilot_ros.sim.scenarios import SCENARIOS
+    from autopilot_ros.training.bags import BagWriter, read_bag
+    from autopilot_ros.training.dataset import DatasetConfig, build_recording
+
+    topics = {'/imu': Imu, '/heading': Heading, '/wind': Wind, '/speed': TwistStamped,
+              '/rudder_angle': RudderAngle, '/rudder_command': RudderCommand,
+              '/autopilot/status': AutopilotStatus}
+    writer = BagWriter(tmp_path / 'day1', 'mcap').open()
+    lock = threading.Lock()
+    recorder = Node('recorder', context=rclpy_context)
+    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+    for topic, cls in topics.items():
+        msgtype = f'{cls.__module__.split(".")[0]}/msg/{cls.__name__}'
+
+        def store(data: bytes, topic=topic, msgtype=msgtype) -> None:
+            with lock:
+                writer.write_cdr(topic, msgtype, data, time.time_ns())
+        recorder.create_subscription(cls, topic, store, qos, raw=True)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(recorder)
+    spinning = threading.Event()
+    spinning.set()
+    thread = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05)
+                                              for _ in iter(spinning.is_set, False)])
+    thread.start()
+
+    lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros'
+    summary = tmp_path / 'summary.json'
+    node = subprocess.Popen(
+        [str(lib / 'autopilot_node'), '--ros-args', '-p', 'use_sim_time:=true',
+         '-p', 'hand_steering:=true'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        sim = subprocess.run(
+            [str(lib / 'sim_node'), '--ros-args', '-p', 'scenario:=recovery', '-p', 'seed:=3',
+             '-p', 'real_time_factor:=6.0', '-p', 'lockstep:=true', '-p', 'helmsman:=expert',
+             '-p', f'summary_path:={summary}'],
+            capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    finally:
+        node.terminate()
+        node_log = node.communicate(timeout=10)[0].decode()
+        spinning.clear()
+        thread.join()
+        recorder.destroy_node()
+        with lock:
+            writer.close()
+    assert sim.returncode == 0, sim.stdout + sim.stderr + node_log
+
+    (result,) = json.loads(summary.read_text())['results']
+    assert result['pilot'] == 'expert helmsman' and result['rms_deg'] < 2.0  # expert ~0.4
+
+    rec = read_bag(tmp_path / 'day1')
+    assert rec.rudder_command and all(c.angle == 0.0 for c in rec.rudder_command)
+    assert rec.status and not any(s.engaged for s in rec.status)  # the pilot never steered
+    scenario = SCENARIOS['recovery']
+    steered = [s for s in rec.status if s.mode == scenario.mode]  # once sim_node set it
+    assert len(steered) > 0.95 * len(rec.status)
+    assert all(math.isclose(s.target, scenario.target, abs_tol=1e-9) for s in steered)
+
+    data = build_recording(rec, DatasetConfig())
+    (report,) = data.reports
+    sailed = scenario.duration_s * 10
+    assert report.kept > 0.6 * sailed, report.line()  # only settling and filling dropped
+    assert 'pilot engaged (not hand steering)' not in report.dropped
+    assert np.std(data.labels) > 0.02  # the labels are the expert's helm, which moved
+
+
+def test_sim_node_refuses_an_unknown_helmsman_in_one_line(tmp_path):
+    from ament_index_python.packages import get_package_prefix
+    exe = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros/sim_node'
+    proc = subprocess.run([str(exe), '--ros-args', '-p', 'helmsman:=robot'],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "helmsman must be 'autopilot' (rudder_command steers) or 'expert', not 'robot'" \
+        in proc.stdout
+    assert 'Traceback' not in proc.stdout + proc.stderr

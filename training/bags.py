@@ -1180,8 +1180,11 @@ class BagWriter:
     def write(self, topic: str, msg: Any, stamp_ns: int, msgtype: str | None = None) -> None:
         """Any message object of the typestore, received at stamp_ns (bag time)."""
         msgtype = msgtype or msg.__msgtype__
-        conn = self.add_topic(topic, msgtype)
-        self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
+        self.write_cdr(topic, msgtype, self.typestore.serialize_cdr(msg, msgtype), stamp_ns)
+
+    def write_cdr(self, topic: str, msgtype: str, data: bytes, stamp_ns: int) -> None:
+        """A message already serialised, as a DDS subscription hands it to `ros2 bag record`."""
+        self._writer.write(self.add_topic(topic, msgtype), int(stamp_ns), data)
 
     def header(self, stamp: float) -> Any:
         """A std_msgs/Header at stamp seconds, in this writer's frame."""
