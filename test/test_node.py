@@ -193,24 +193,26 @@ def test_a_silent_sensor_puts_the_node_in_its_safe_state_in_time(spinner, wait,
     _, boat = _start(spinner, model_factory())
     assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
                 timeout=15.0)
-    # Measured on the header stamps (the boat's last message, the node's tick), so a
-    # slow delivery to this test process does not count against the node.
-    boat.enabled['imu'] = False
-    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_FALLBACK_PD)
-    last_imu = boat.last_sent['imu']
-    fallback_at = next(_seconds(s.header.stamp) for _, s in boat.statuses
-                       if _seconds(s.header.stamp) > last_imu
-                       and s.policy == AutopilotStatus.POLICY_FALLBACK_PD)
-    assert fallback_at - last_imu < 0.5 + 0.1 + 0.2  # IMU limit, a tick, timer jitter
+    delay = _silence(boat, wait, 'imu', AutopilotStatus.POLICY_FALLBACK_PD)
+    assert delay < 0.5 + 0.1 + 0.2  # IMU limit, a tick, timer jitter
     assert 'imu' in boat.last_status().stale_inputs
-    boat.enabled['heading'] = False
-    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_STANDBY)
-    last_heading = boat.last_sent['heading']
-    standby_at = next(_seconds(s.header.stamp) for _, s in boat.statuses
-                      if _seconds(s.header.stamp) > last_heading
-                      and s.policy == AutopilotStatus.POLICY_STANDBY)
-    assert standby_at - last_heading < 1.0 + 0.1 + 0.2  # heading limit, a tick, jitter
+    delay = _silence(boat, wait, 'heading', AutopilotStatus.POLICY_STANDBY)
+    assert delay < 1.0 + 0.1 + 0.2  # heading limit, a tick, jitter
     assert wait(lambda: boat.commands[-1].command == 0.0 and not boat.commands[-1].engaged)
+
+
+def _silence(boat: FakeBoat, wait, topic: str, policy: int) -> float:
+    """Silence one topic; seconds from its last message to the first tick with `policy`.
+
+    Measured on the header stamps (the boat's last message, the node's tick), so a slow
+    delivery to this test process does not count against the node.
+    """
+    boat.enabled[topic] = False
+    assert wait(lambda: boat.last_status().policy == policy)
+    last = boat.last_sent[topic]
+    first = next(_seconds(s.header.stamp) for _, s in boat.statuses
+                 if _seconds(s.header.stamp) > last and s.policy == policy)
+    return first - last
 
 
 def test_nan_inputs_never_reach_the_rudder(spinner, wait, model_factory):
