@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
-ROS_MODULES = {'node', 'sim_node', 'demo'}
+ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages'}
 
 
 class BuildPy(build_py):
@@ -39,7 +39,8 @@ setup(
     description='Learned sailing autopilot: features, ONNX inference, simulator, training',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=['autopilot_ros', 'autopilot_ros.sim', 'autopilot_ros.training'],
+    packages=['autopilot_ros', 'autopilot_ros.sim', 'autopilot_ros.training',
+              'autopilot_ros.training.bags'],
     package_dir={'autopilot_ros.training': 'training'},
     install_requires=['numpy'],
     extras_require={

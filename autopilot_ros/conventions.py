@@ -1,4 +1,4 @@
-"""The sign and unit conventions of DESIGN.md as code, so every module agrees on them.
+"""The sign and unit conventions of docs/design.md as code, so every module agrees on them.
 
 Compass heading: radians clockwise from north in [0, 2*pi). Wind angles: radians in
 (-pi, pi] from the bow, positive = wind from starboard. Rudder: normalised [-1, 1],
@@ -13,6 +13,12 @@ SIGN_CONVENTION_VERSION = 1
 
 TWO_PI = 2.0 * math.pi
 GRAVITY = 9.80665
+
+# What the pilot steers to. Standby steers to nothing; each steering mode has a target:
+# compass a heading in [0, 2*pi), the wind modes an apparent or true wind angle in (-pi, pi].
+MODES = ('standby', 'compass', 'wind_awa', 'wind_twa')
+STEERING_MODES = MODES[1:]
+WIND_MODES = ('wind_awa', 'wind_twa')
 
 
 def wrap_pi(angle: float) -> float:
@@ -108,6 +114,18 @@ def roll_pitch_to_quaternion(roll: float, pitch: float, yaw: float = 0.0) -> tup
         cr * cp * sy - sr * sp * cy,
         cr * cp * cy + sr * sp * sy,
     )
+
+
+def validate_mode(mode: str, target: float) -> None:
+    """Raise ValueError for an unknown mode or a target outside its mode's range."""
+    if mode not in MODES:
+        raise ValueError(f"mode '{mode}' is not one of {', '.join(MODES)}")
+    if not math.isfinite(target):
+        raise ValueError('target must be finite')
+    if mode == 'compass' and not 0.0 <= target < TWO_PI:
+        raise ValueError(f'compass target {target} rad not in [0, 2*pi)')
+    if mode in WIND_MODES and not -math.pi < target <= math.pi:
+        raise ValueError(f'wind angle target {target} rad not in (-pi, pi]')
 
 
 def wind_target_heading(mode: str, target: float, heading: float, twa: float, tws: float,

@@ -5,7 +5,7 @@ node refuses a model built for another spec, so training and serving can never s
 disagree on what a column means.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, make_dataclass
 import hashlib
 import json
 import math
@@ -14,6 +14,9 @@ import numpy as np
 
 from autopilot_ros.conventions import (
     GRAVITY,
+    MODES,
+    STEERING_MODES,
+    WIND_MODES,
     heading_error,
     true_wind,
     turn_rate_starboard,
@@ -21,17 +24,23 @@ from autopilot_ros.conventions import (
     wrap_2pi,
     wrap_pi,
 )
+from autopilot_ros.inputs import INPUT_NAMES, INPUTS, input_of
 from autopilot_ros.samples import (
     HeadingSample,
     ImuSample,
     RudderSample,
+    SensorSample,
     SpeedSample,
     WindSample,
 )
 
+__all__ = [  # MODES and STEERING_MODES are conventions', re-exported for the features' users
+    'FEATURE_NAMES', 'FEATURE_SPEC', 'FEATURE_SPEC_HASH', 'INDEX', 'MODES', 'NUM_FEATURES',
+    'SCALES', 'STEERING_MODES', 'WINDOW_LENGTH', 'FeatureDef', 'Fresh', 'InputState',
+    'build_features', 'spec_hash', 'target_heading', 'wind_triangle',
+]
+
 WINDOW_LENGTH = 20
-MODES = ('standby', 'compass', 'wind_awa', 'wind_twa')
-STEERING_MODES = MODES[1:]
 
 # Gains of the PD-suggestion feature. Part of the spec (and its hash): a model learns on top
 # of this exact suggestion, so it must not follow the node's tunable fallback gains.
@@ -105,11 +114,12 @@ FEATURE_SPEC_HASH = spec_hash()
 
 
 class InputState:
-    """Latest value of every input plus the rates derived between consecutive readings.
+    """Latest reading of every input plus the rates derived between consecutive readings.
 
     Samples arrive in any order and at any rate; the control tick reads this state. The
     node, the simulator loop and the dataset builder all feed it the same samples, which
-    is what makes their feature windows identical.
+    is what makes their feature windows identical. One attribute per input of
+    inputs.INPUTS, named like it (None until its first reading).
     """
 
     def __init__(self) -> None:
@@ -117,64 +127,43 @@ class InputState:
         self.heading: HeadingSample | None = None
         self.wind: WindSample | None = None
         self.speed: SpeedSample | None = None
-        self.rudder: RudderSample | None = None
+        self.rudder_angle: RudderSample | None = None
         self.awa_rate = 0.0
         self.rudder_rate = 0.0
         self.heading_rate = 0.0  # rad/s to starboard, from the compass (IMU fallback)
 
-    def update(self, sample: object) -> bool:
+    def update(self, sample: SensorSample) -> bool:
         """Take one sample; False (and nothing changed) if it carries a non-finite value."""
-        if isinstance(sample, ImuSample):
-            values = (sample.roll, sample.pitch, sample.roll_rate, sample.pitch_rate,
-                      sample.yaw_rate_z, sample.accel_x, sample.accel_y, sample.accel_z)
-            if not all(math.isfinite(v) for v in values):
-                return False
-            self.imu = sample
-        elif isinstance(sample, HeadingSample):
-            if not math.isfinite(sample.heading):
-                return False
-            prev = self.heading
-            if prev is not None and sample.stamp > prev.stamp:
-                self.heading_rate = wrap_pi(sample.heading - prev.heading) / (
-                    sample.stamp - prev.stamp)
-            self.heading = sample
-        elif isinstance(sample, WindSample):
-            if not (math.isfinite(sample.awa) and math.isfinite(sample.aws)) or sample.aws < 0:
-                return False
-            prev = self.wind
-            if prev is not None and sample.stamp > prev.stamp:
-                self.awa_rate = wrap_pi(sample.awa - prev.awa) / (sample.stamp - prev.stamp)
-            self.wind = sample
-        elif isinstance(sample, SpeedSample):
-            if not math.isfinite(sample.stw):
-                return False
-            self.speed = sample
-        elif isinstance(sample, RudderSample):
-            if not math.isfinite(sample.angle):
-                return False
-            prev = self.rudder
-            if prev is not None and sample.stamp > prev.stamp:
-                self.rudder_rate = (sample.angle - prev.angle) / (sample.stamp - prev.stamp)
-            self.rudder = sample
-        else:
-            raise TypeError(f'not a sensor sample: {type(sample).__name__}')
+        name = input_of(sample).name
+        if not all(math.isfinite(getattr(sample, f)) for f in _VALUE_FIELDS[type(sample)]):
+            return False
+        if isinstance(sample, WindSample) and sample.aws < 0:
+            return False
+        prev = getattr(self, name)
+        if prev is not None and sample.stamp > prev.stamp:
+            dt = sample.stamp - prev.stamp
+            if isinstance(sample, HeadingSample):
+                self.heading_rate = wrap_pi(sample.heading - prev.heading) / dt
+            elif isinstance(sample, WindSample):
+                self.awa_rate = wrap_pi(sample.awa - prev.awa) / dt
+            elif isinstance(sample, RudderSample):
+                self.rudder_rate = (sample.angle - prev.angle) / dt
+        setattr(self, name, sample)
         return True
 
     def age(self, name: str, now: float) -> float:
         """Seconds since the input's last reading (inf if it never came)."""
-        sample = getattr(self, 'rudder' if name == 'rudder_angle' else name)
+        sample = getattr(self, name)
         return math.inf if sample is None else now - sample.stamp
 
 
-@dataclass(frozen=True)
-class Fresh:
-    """Which inputs are fresh at this tick (decided by the safety limits)."""
+# The measured fields of each sample type: every one of them must be finite.
+_VALUE_FIELDS = {i.sample_type: tuple(f.name for f in fields(i.sample_type) if f.name != 'stamp')
+                 for i in INPUTS}
 
-    imu: bool
-    heading: bool
-    wind: bool
-    speed: bool
-    rudder: bool
+Fresh = make_dataclass('Fresh', [(name, bool) for name in INPUT_NAMES], frozen=True,
+                       slots=True)
+Fresh.__doc__ = 'Which inputs are fresh at this tick (by the safety limits): a flag per input.'
 
 
 def wind_triangle(state: InputState, fresh: Fresh) -> tuple[float, float] | None:
@@ -198,7 +187,7 @@ def target_heading(mode: str, target: float, state: InputState, fresh: Fresh) ->
     triangle = wind_triangle(state, fresh)
     if triangle is None:
         return None
-    if mode not in ('wind_awa', 'wind_twa'):
+    if mode not in WIND_MODES:
         return None
     twa, tws = triangle
     stw = state.speed.stw if (fresh.speed and state.speed is not None) else 0.0
@@ -216,47 +205,52 @@ def build_features(
 ) -> np.ndarray:
     """Fill `out` (float32, NUM_FEATURES) with one scaled feature row and return it.
 
+    Every value is written by feature name through INDEX, so the spec decides the order.
     Inputs that are stale read as 0 (their validity is the pilot's business: it does not
     run a model on a window that holds stale rows).
     """
     row = out
     row[:] = 0.0
+
+    def put(name: str, value: float) -> None:
+        row[INDEX[name]] = value
+
     err = heading_error(target_hdg, state.heading.heading)
-    row[0] = err
+    put('heading_error', err)
     if mode in STEERING_MODES:
-        row[1 + STEERING_MODES.index(mode)] = 1.0
+        put(f'mode_{mode}', 1.0)
     rate = 0.0
     imu = state.imu
     if imu is not None and fresh.imu:
         rate = turn_rate_starboard(imu.yaw_rate_z)
-        row[4] = rate
-        row[5] = imu.roll
-        row[6] = imu.roll_rate
-        row[7] = imu.pitch
-        row[8] = imu.pitch_rate
-        row[9] = imu.accel_x
-        row[10] = imu.accel_y
-        row[11] = imu.accel_z - GRAVITY
+        put('turn_rate_stbd', rate)
+        put('roll', imu.roll)
+        put('roll_rate', imu.roll_rate)
+        put('pitch', imu.pitch)
+        put('pitch_rate', imu.pitch_rate)
+        put('accel_surge', imu.accel_x)
+        put('accel_sway', imu.accel_y)
+        put('accel_heave', imu.accel_z - GRAVITY)
     wind = state.wind
     if wind is not None and fresh.wind:
-        row[12] = math.sin(wind.awa)
-        row[13] = math.cos(wind.awa)
-        row[14] = wind.aws
-        row[15] = state.awa_rate
+        put('sin_awa', math.sin(wind.awa))
+        put('cos_awa', math.cos(wind.awa))
+        put('aws', wind.aws)
+        put('awa_rate', state.awa_rate)
         twa, tws = wind_triangle(state, fresh)
-        row[16] = math.sin(twa)
-        row[17] = math.cos(twa)
-        row[18] = tws
+        put('sin_twa', math.sin(twa))
+        put('cos_twa', math.cos(twa))
+        put('tws', tws)
     if state.speed is not None and fresh.speed:
-        row[19] = state.speed.stw
-        row[20] = 1.0
-    if state.rudder is not None and fresh.rudder:
-        row[21] = state.rudder.angle
-        row[22] = state.rudder_rate
+        put('stw', state.speed.stw)
+        put('speed_valid', 1.0)
+    if state.rudder_angle is not None and fresh.rudder_angle:
+        put('rudder_angle', state.rudder_angle.angle)
+        put('rudder_rate', state.rudder_rate)
     else:
-        row[21] = last_command
-    row[23] = min(1.0, max(-1.0, FEATURE_PD_KP * err - FEATURE_PD_KD * rate))
-    if mode in ('wind_awa', 'wind_twa'):
-        row[24] = math.sin(target)
+        put('rudder_angle', last_command)
+    put('pd_suggestion', min(1.0, max(-1.0, FEATURE_PD_KP * err - FEATURE_PD_KD * rate)))
+    if mode in WIND_MODES:
+        put('sin_wind_target', math.sin(target))
     row *= SCALES
     return row

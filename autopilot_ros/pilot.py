@@ -9,9 +9,8 @@ import math
 
 import numpy as np
 
-from autopilot_ros.conventions import heading_error, turn_rate_starboard
+from autopilot_ros.conventions import heading_error, turn_rate_starboard, validate_mode
 from autopilot_ros.features import (
-    MODES,
     NUM_FEATURES,
     WINDOW_LENGTH,
     Fresh,
@@ -19,6 +18,7 @@ from autopilot_ros.features import (
     build_features,
     target_heading,
 )
+from autopilot_ros.inputs import INPUT_NAMES, OPTIONAL_INPUTS, REQUIRED_INPUTS
 from autopilot_ros.pd_pilot import PDGains, pd_command
 from autopilot_ros.safety import SafetyLayer, SafetyLimits
 from autopilot_ros.window import FeatureWindow
@@ -29,8 +29,8 @@ POLICY_MODEL = 1
 POLICY_FALLBACK_PD = 2
 POLICY_NAMES = {POLICY_STANDBY: 'standby', POLICY_MODEL: 'model', POLICY_FALLBACK_PD: 'pd'}
 
-OPTIONAL_INPUTS = ('speed', 'rudder_angle')
-INPUT_NAMES = ('imu', 'heading', 'wind', 'speed', 'rudder_angle')
+# reconfigure(policy=KEEP) leaves the running model in place (None means: no model).
+KEEP = object()
 
 
 @dataclass
@@ -64,18 +64,6 @@ class PilotOutput:
     @property
     def policy_name(self) -> str:
         return POLICY_NAMES[self.policy]
-
-
-def validate_mode(mode: str, target: float) -> None:
-    """Raise ValueError for an unknown mode or a target outside its mode's range."""
-    if mode not in MODES:
-        raise ValueError(f"mode '{mode}' is not one of {', '.join(MODES)}")
-    if not math.isfinite(target):
-        raise ValueError('target must be finite')
-    if mode == 'compass' and not 0.0 <= target < 2 * math.pi:
-        raise ValueError(f'compass target {target} rad not in [0, 2*pi)')
-    if mode in ('wind_awa', 'wind_twa') and not -math.pi < target <= math.pi:
-        raise ValueError(f'wind angle target {target} rad not in (-pi, pi]')
 
 
 class Pilot:
@@ -120,21 +108,43 @@ class Pilot:
         """Swap the model between two ticks (None: PD only). The window is kept."""
         self.policy = policy
 
+    def reconfigure(self, *, config: PilotConfig | None = None, mode: str | None = None,
+                    target: float | None = None, policy=KEEP,
+                    hand_steering: bool | None = None) -> None:
+        """Apply a change between two ticks: all of it, or (ValueError) none of it.
+
+        The one way to change a running pilot (the node calls it after validating new
+        parameters). A mode or target equal to the current one keeps the target heading;
+        the rate is fixed for the pilot's life (the model and window depend on it).
+        """
+        new_mode = self.mode if mode is None else mode
+        new_target = self.target if target is None else float(target)
+        validate_mode(new_mode, new_target)
+        if config is not None:
+            config.validate()
+            if config.rate_hz != self.config.rate_hz:
+                raise ValueError(f'rate_hz is fixed at {self.config.rate_hz:g} Hz')
+            self.config = config
+            self.safety.limits = config.limits
+        if (new_mode, new_target) != (self.mode, self.target):
+            self.set_mode(new_mode, new_target)
+        if policy is not KEEP:
+            self.set_policy(policy)
+        if hand_steering is not None:
+            self.hand_steering = bool(hand_steering)
+
     # -- the tick -----------------------------------------------------------------------
     def fresh(self, now: float) -> Fresh:
         limits = self.config.limits.stale_limits
         state = self.inputs
-
-        def ok(name: str) -> bool:
-            return state.age(name, now) <= limits.get(name, math.inf)
-        return Fresh(ok('imu'), ok('heading'), ok('wind'), ok('speed'), ok('rudder_angle'))
+        return Fresh(*(state.age(name, now) <= limits.get(name, math.inf)
+                       for name in INPUT_NAMES))
 
     def step(self, now: float) -> PilotOutput:
         dt = 1.0 / self.config.rate_hz if self._last_stamp is None else now - self._last_stamp
         self._last_stamp = now
         fresh = self.fresh(now)
-        flags = (fresh.imu, fresh.heading, fresh.wind, fresh.speed, fresh.rudder)
-        stale = [n for n, f in zip(INPUT_NAMES, flags, strict=True) if not f]
+        stale = [name for name in INPUT_NAMES if not getattr(fresh, name)]
         state = self.inputs
 
         if self.mode == 'standby':
@@ -154,11 +164,12 @@ class Pilot:
 
         if not self.engaged:
             self.engaged = True
-            start = state.rudder.angle if (fresh.rudder and state.rudder) else 0.0
+            rudder = state.rudder_angle
+            start = rudder.angle if (fresh.rudder_angle and rudder) else 0.0
             self.safety.reset(start)
 
-        # The model reads IMU and wind features in every mode: both must be fresh.
-        model_inputs_fresh = fresh.imu and fresh.wind
+        # The model reads every required input's features in every mode: all must be fresh.
+        model_inputs_fresh = all(getattr(fresh, name) for name in REQUIRED_INPUTS)
         if model_inputs_fresh:
             build_features(self.mode, self.target, tgt, state, fresh, self.safety.command,
                            self._row)

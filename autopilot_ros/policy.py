@@ -1,7 +1,7 @@
 """An ONNX Runtime policy: one .onnx file, checked against the model contract, then timed.
 
 The node never unpickles anything; everything it needs to trust a model is in the file:
-the graph's input/output signature and the metadata written at export (DESIGN.md
+the graph's input/output signature and the metadata written at export (docs/design.md
 "Models"). Every refusal says exactly which part of the contract failed.
 """
 

@@ -3,14 +3,7 @@
 from dataclasses import dataclass, field
 import math
 
-# Seconds after which an input counts as stale. Speed and rudder are optional inputs.
-DEFAULT_STALE_LIMITS = {
-    'imu': 0.5,
-    'heading': 1.0,
-    'wind': 3.0,
-    'speed': 5.0,
-    'rudder_angle': 1.0,
-}
+from autopilot_ros.inputs import DEFAULT_STALE_LIMITS
 
 
 @dataclass

@@ -4,7 +4,8 @@ The node, the simulator and the bag reader all turn messages into these, so the 
 never sees a ROS type. The `*_from_msg` converters only read attributes, so they accept
 rclpy messages and the objects `rosbags` deserialises alike: one conversion for serving
 and for training. The `fill_*_msg` writers are their inverses and only set attributes, so
-the simulator node (rclpy) and the bag writer (rosbags) publish one mapping, too.
+the simulator node (rclpy) and the bag writer (rosbags) publish one mapping, too. Which
+topic and message type each sample travels on is declared in inputs.INPUTS.
 """
 
 from dataclasses import dataclass
@@ -122,23 +123,3 @@ def fill_speed_msg(msg: Any, sample: SpeedSample) -> None:
 
 def fill_rudder_msg(msg: Any, sample: RudderSample) -> None:
     msg.angle = sample.angle
-
-
-# Sample class -> (topic name, writer): how a sample goes out; INPUT_TOPICS has the type.
-SAMPLE_MESSAGES = {
-    ImuSample: ('imu', fill_imu_msg),
-    HeadingSample: ('heading', fill_heading_msg),
-    WindSample: ('wind', fill_wind_msg),
-    SpeedSample: ('speed', fill_speed_msg),
-    RudderSample: ('rudder_angle', fill_rudder_msg),
-}
-
-
-# Topic name (DESIGN.md, relative) -> (ROS type name, converter). Shared by node and bags.
-INPUT_TOPICS = {
-    'imu': ('sensor_msgs/msg/Imu', imu_from_msg),
-    'heading': ('autopilot_ros/msg/Heading', heading_from_msg),
-    'wind': ('autopilot_ros/msg/Wind', wind_from_msg),
-    'speed': ('geometry_msgs/msg/TwistStamped', speed_from_msg),
-    'rudder_angle': ('autopilot_ros/msg/RudderAngle', rudder_from_msg),
-}

@@ -119,7 +119,7 @@ def main() -> int:
         path = os.path.join(tmp, 'seed.onnx')
         windows = np.random.default_rng(0).normal(
             0, 1, (64, WINDOW_LENGTH, NUM_FEATURES)).astype(np.float32)
-        diff = export_onnx(model, path, 10.0, windows)
+        diff = export_onnx(model, path, rate_hz=10.0, check_windows=windows)
         policy = OnnxPolicy(path, rate_hz=10.0)
         window = windows[:1].copy()
         rows.append(('ONNX Runtime inference (1 thread)',

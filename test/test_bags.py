@@ -17,9 +17,8 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg
 
+from autopilot_ros.inputs import input_of
 from autopilot_ros.samples import (
-    INPUT_TOPICS,
-    SAMPLE_MESSAGES,
     HeadingSample,
     ImuSample,
     RudderSample,
@@ -120,13 +119,12 @@ def test_blank_messages_fill_and_read_back_as_the_same_samples(tmp_path: Path) -
     with bags.BagWriter(tmp_path / 'bag', 'mcap') as writer:
         for key, samples in make_samples(4, 1).items():
             for sample in samples:
-                topic, fill = SAMPLE_MESSAGES[type(sample)]
-                msgtype, read = INPUT_TOPICS[topic]
-                assert topic == key
-                msg = writer.blank(msgtype)
-                fill(msg, sample)
+                spec = input_of(sample)
+                assert spec.name == key
+                msg = writer.blank(spec.msg_type)
+                spec.fill_msg(msg, sample)
                 msg.header = writer.header(sample.stamp)
-                assert_samples_equal([read(msg)], [sample])
+                assert_samples_equal([spec.from_msg(msg)], [sample])
         blank = writer.blank('sensor_msgs/msg/Imu')
         assert blank.orientation_covariance.shape == (9,) and blank.header.frame_id == ''
         status = writer.blank('autopilot_ros/msg/AutopilotStatus')

@@ -1,4 +1,4 @@
-"""The sign conventions of DESIGN.md, each stated in plain words.
+"""The sign conventions of docs/design.md, each stated in plain words.
 
 Never edit one of these to make another test pass: if one fails, the code is wrong.
 """
@@ -22,7 +22,7 @@ from autopilot_ros.features import FEATURE_NAMES, Fresh, InputState, target_head
 from autopilot_ros.pd_pilot import PDGains, pd_command
 from autopilot_ros.samples import HeadingSample, SpeedSample, WindSample
 
-FRESH = Fresh(imu=True, heading=True, wind=True, speed=True, rudder=True)
+FRESH = Fresh(imu=True, heading=True, wind=True, speed=True, rudder_angle=True)
 DEG = math.pi / 180
 
 

@@ -244,3 +244,58 @@ def test_hand_steering_reports_the_target_but_leaves_the_helm(model_factory):
     pilot.update(HeadingSample(t, 0.0))
     out = pilot.step(t)
     assert out.engaged and out.policy == POLICY_MODEL and 0.0 < out.command <= 0.05 + 1e-9
+
+
+def test_reconfigure_applies_all_of_a_change_or_none_of_it(model_factory):
+    pilot = Pilot()
+    pilot.reconfigure(mode='compass', target=1.0)
+    tight = PilotConfig(limits=SafetyLimits(max_rudder=0.3, max_rudder_rate=0.2))
+    model = OnnxPolicy(str(model_factory()), 10.0)
+    pilot.reconfigure(config=tight, policy=model, hand_steering=True)
+    assert pilot.safety.limits.max_rudder == 0.3 and pilot.config is tight
+    assert pilot.policy is model and pilot.hand_steering
+    assert (pilot.mode, pilot.target) == ('compass', 1.0)
+    wide = PilotConfig(limits=SafetyLimits(max_rudder=0.9))
+    with pytest.raises(ValueError, match='compass target'):
+        pilot.reconfigure(config=wide, mode='compass', target=7.0, policy=None)
+    with pytest.raises(ValueError, match='rate_hz'):
+        pilot.reconfigure(config=PilotConfig(rate_hz=20.0), policy=None)
+    assert pilot.config is tight and pilot.safety.limits.max_rudder == 0.3
+    assert pilot.policy is model and (pilot.mode, pilot.target) == ('compass', 1.0)
+    run(pilot, 1.0, heading=0.0)
+    assert pilot.window.fill == 10
+    pilot.reconfigure(mode='compass', target=1.0)  # the same target: nothing restarts
+    assert pilot.window.fill == 10
+
+
+def test_every_input_has_a_stale_limit_a_converter_pair_and_a_feature():
+    """Adding a sensor touches the inputs table and the feature spec; both must agree."""
+    from autopilot_ros.features import FEATURE_SPEC
+    from autopilot_ros.inputs import DEFAULT_STALE_LIMITS, INPUTS, REQUIRED_INPUTS
+
+    assert set(SafetyLimits().stale_limits) == set(DEFAULT_STALE_LIMITS)
+    assert set(REQUIRED_INPUTS) == {'imu', 'heading', 'wind'}
+    sources = {part for f in FEATURE_SPEC for part in f.source.split('+')}
+    for spec in INPUTS:
+        assert spec.name in sources, f'no feature reads {spec.name}'
+        assert spec.stale_limit > 0 and spec.msg_type.count('/') == 2
+        assert hasattr(InputState(), spec.name)
+
+
+def test_features_are_written_by_name_whatever_the_order_of_the_spec():
+    """Each named feature lands in its own column: read back by INDEX, unscaled."""
+    state = InputState()
+    state.update(ImuSample(1.0, 0.1, 0.05, 0.2, 0.3, -0.4, 0.5, 0.6, GRAVITY + 0.7))
+    state.update(HeadingSample(1.0, 0.5))
+    state.update(WindSample(1.0, 0.6, 9.0))
+    state.update(RudderSample(1.0, 0.25))
+    fresh = Fresh(imu=True, heading=True, wind=True, speed=False, rudder_angle=True)
+    row = build_features('wind_twa', 0.9, 0.7, state, fresh, 0.0,
+                         np.zeros(NUM_FEATURES, np.float32)) / SCALES
+    expect = {'heading_error': 0.2, 'mode_wind_twa': 1.0, 'mode_compass': 0.0,
+              'turn_rate_stbd': 0.4, 'roll': 0.1, 'roll_rate': 0.2, 'pitch': 0.05,
+              'pitch_rate': 0.3, 'accel_surge': 0.5, 'accel_sway': 0.6, 'accel_heave': 0.7,
+              'sin_awa': math.sin(0.6), 'aws': 9.0, 'stw': 0.0, 'speed_valid': 0.0,
+              'rudder_angle': 0.25, 'sin_wind_target': math.sin(0.9)}
+    for name, value in expect.items():
+        assert row[INDEX[name]] == pytest.approx(value, abs=1e-5), name

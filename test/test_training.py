@@ -228,7 +228,8 @@ def test_exported_model_matches_pytorch_and_the_node_accepts_it(tmp_path: Path):
     model, history = train_model(train, val, TrainConfig(epochs=2, batch_size=128),
                                  Progress(open('/dev/null', 'w')))
     assert len(history.epochs) == 2 and history.epochs[-1].train_loss < 0.1
-    diff = export_onnx(model, str(tmp_path / 'm.onnx'), 10.0, val.windows())
+    diff = export_onnx(model, str(tmp_path / 'm.onnx'), rate_hz=10.0,
+                       check_windows=val.windows())
     assert diff <= 1e-4
     policy = OnnxPolicy(str(tmp_path / 'm.onnx'), rate_hz=10.0)
     w = val.windows(np.arange(3))

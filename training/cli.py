@@ -15,12 +15,17 @@ import math
 from pathlib import Path
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
+from autopilot_ros.conventions import STEERING_MODES
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training.bags import STORAGE_IDS, BagError, TopicMap
 from autopilot_ros.training.dataset import DatasetConfig, DatasetError
 from autopilot_ros.training.model import ARCHITECTURES
 from autopilot_ros.training.train import Progress, TrainConfig
+
+if TYPE_CHECKING:  # the pipeline imports torch: load it only when training runs
+    from autopilot_ros.training.pipeline import PipelineConfig
 
 # Demonstrations start at this seed, so they never replay an evaluation run (seeds 0..99).
 DEMO_SEED_BASE = 1000
@@ -39,7 +44,7 @@ def _train_parser() -> argparse.ArgumentParser:
                    help='map an input to your topic name, e.g. heading=/boat/compass '
                         '(inputs: imu heading wind speed rudder_angle status)')
     g.add_argument('--skip-bad', action='store_true', help='leave out unreadable bags')
-    g.add_argument('--mode', choices=('compass', 'wind_awa', 'wind_twa'),
+    g.add_argument('--mode', choices=STEERING_MODES,
                    help='for bags without autopilot/status: the mode steered to ...')
     g.add_argument('--target-deg', type=float,
                    help='... and its target in degrees (compass 0..360, wind angle -180..180)')
@@ -132,7 +137,8 @@ def _record(args: argparse.Namespace, out: Path) -> int:
 
 def train(argv: list[str]) -> int:
     from autopilot_ros.policy import ModelError
-    from autopilot_ros.training.pipeline import PipelineConfig, run
+    from autopilot_ros.training.export import ExportError
+    from autopilot_ros.training.pipeline import run
 
     parser = _train_parser()
     args = parser.parse_args(argv)
@@ -142,28 +148,39 @@ def train(argv: list[str]) -> int:
     if args.target_deg is not None:
         target = math.radians(args.target_deg % 360.0 if args.mode == 'compass'
                               else args.target_deg)
-    try:
-        topic_map = TopicMap.from_strings(args.topic)
-        data = DatasetConfig(label_lead_s=args.label_lead, fixed_mode=args.mode,
-                             fixed_target=target)
-        data.validate()
-        tcfg = TrainConfig(arch=args.arch, residual=not args.no_residual, epochs=args.epochs,
-                           patience=args.patience, batch_size=args.batch_size, lr=args.lr,
-                           seed=args.seed)
-        tcfg.validate()
-        if args.dagger < 0 or args.dagger_seeds < 1 or args.eval_seeds < 0:
-            raise ValueError('--dagger and --eval-seeds must be >= 0, --dagger-seeds >= 1')
-        cfg = PipelineConfig(
-            bags=args.bags, out=args.out, topic_map=topic_map, skip_bad=args.skip_bad,
-            data=data, train=tcfg, dagger_iterations=args.dagger,
-            dagger_seeds=args.dagger_seeds, eval_seeds=args.eval_seeds,
-            scenarios=tuple(args.scenarios),
-            command='autopilot-train ' + shlex.join(_without(argv, '--card-note')),
-            card_note=args.card_note)
+    try:  # the options: a bad value is the user's, one message
+        cfg = _pipeline_config(args, target, argv)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:  # the data and the model: what the recordings or the files do wrong is one message
         run(cfg)
-    except (BagError, DatasetError, ModelError, ValueError, OSError) as exc:
+    except (BagError, DatasetError, ModelError, ExportError, OSError) as exc:
         return _fail(str(exc))
     return 0
+
+
+def _pipeline_config(args: argparse.Namespace, target: float | None,
+                     argv: list[str]) -> PipelineConfig:
+    """The pipeline's configuration from the options; ValueError names a bad one."""
+    from autopilot_ros.training.pipeline import PipelineConfig
+
+    topic_map = TopicMap.from_strings(args.topic)
+    data = DatasetConfig(label_lead_s=args.label_lead, fixed_mode=args.mode,
+                         fixed_target=target)
+    data.validate()
+    tcfg = TrainConfig(arch=args.arch, residual=not args.no_residual, epochs=args.epochs,
+                       patience=args.patience, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed)
+    tcfg.validate()
+    if args.dagger < 0 or args.dagger_seeds < 1 or args.eval_seeds < 0:
+        raise ValueError('--dagger and --eval-seeds must be >= 0, --dagger-seeds >= 1')
+    return PipelineConfig(
+        bags=args.bags, out=args.out, topic_map=topic_map, skip_bad=args.skip_bad,
+        data=data, train=tcfg, dagger_iterations=args.dagger,
+        dagger_seeds=args.dagger_seeds, eval_seeds=args.eval_seeds,
+        scenarios=tuple(args.scenarios),
+        command='autopilot-train ' + shlex.join(_without(argv, '--card-note')),
+        card_note=args.card_note)
 
 
 def _without(argv: list[str], option: str) -> list[str]:

@@ -20,9 +20,11 @@ import math
 
 import numpy as np
 
-from autopilot_ros.features import NUM_FEATURES, STEERING_MODES, WINDOW_LENGTH
-from autopilot_ros.pilot import INPUT_NAMES, Pilot, PilotConfig, validate_mode
-from autopilot_ros.training.bags import Recording
+from autopilot_ros.conventions import STEERING_MODES, validate_mode
+from autopilot_ros.features import NUM_FEATURES, WINDOW_LENGTH
+from autopilot_ros.inputs import INPUT_NAMES
+from autopilot_ros.pilot import Pilot, PilotConfig
+from autopilot_ros.training.bags import REQUIRED_INPUTS, Recording
 
 
 class DatasetError(ValueError):
@@ -185,7 +187,7 @@ def _label_fn(rec: Recording, config: DatasetConfig):
 LabelFn = Callable[[float], 'float | None']
 
 
-def build_recording(rec: Recording, config: DatasetConfig, group: int = 0,
+def build_recording(rec: Recording, config: DatasetConfig, *, group: int = 0,
                     name: str | None = None, labels: LabelFn | None = None) -> Dataset:
     """Replay one recording through a Pilot; keep the windows worth learning from.
 
@@ -267,8 +269,8 @@ def _drop_reason(config: DatasetConfig, pilot: Pilot, out, mode: str, engaged: b
         return 'standby (no target set)'
     if engaged:
         return 'pilot engaged (not hand steering)'
-    required_stale = [n for n in out.stale_inputs if n != 'speed']
-    if required_stale or not out.engaged:
+    # What a window needs fresh to teach steering: the pilot's required inputs and the label.
+    if set(out.stale_inputs) & set(REQUIRED_INPUTS) or not out.engaged:
         return 'inputs stale or missing'
     if not pilot.window.full:
         return 'window filling'

@@ -16,39 +16,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from autopilot_ros.features import STEERING_MODES
-from autopilot_ros.pilot import POLICY_STANDBY, Pilot, PilotConfig
-from autopilot_ros.samples import SAMPLE_MESSAGES
+from autopilot_ros.inputs import input_of
+from autopilot_ros.pilot import Pilot, PilotConfig
 from autopilot_ros.sim.helmsman import ExpertHelmsman
+from autopilot_ros.sim.loop import ClosedLoop, PilotSteer, Steer
 from autopilot_ros.sim.scenarios import Scenario
 from autopilot_ros.sim.simulator import Simulator
-from autopilot_ros.training.bags import LOGICAL_INPUTS, BagWriter, Recording, StatusSample
+from autopilot_ros.status import StatusSample, hand_steering_status
+from autopilot_ros.training.bags import LOGICAL_INPUTS, BagWriter, Recording
 
 
-def _drive(scenario: Scenario, seed: int, rate_hz: float,
-           steer: Callable[[Simulator, float, list, float], float],
+def _drive(scenario: Scenario, seed: int, rate_hz: float, steer: Steer,
            sink: Callable[[object], None]) -> Simulator:
-    """Run one scenario: per tick, samples to sink, then status, then steer(...) rules."""
-    if scenario.mode not in STEERING_MODES:
-        raise ValueError(f'scenario {scenario.name} has no steering mode')
-    sim = Simulator(scenario, seed)
-    dt = 1.0 / rate_hz
-    n = int(round(scenario.duration_s * rate_hz))
-    for _ in range(n):
-        sim.step(dt)
-        now = sim.time
-        samples = sim.poll_samples()
-        for s in samples:
-            sink(s)
-        target = sim.target_at(now)
+    """Run one scenario in the shared closed loop; per tick the samples go to the sink,
+    then the hand-steering status with the command steer chose (what a recording holds)."""
+    def steer_and_report(sim: Simulator, target: float, samples: list, now: float) -> float:
         command = steer(sim, target, samples, now)
-        sink(StatusSample(now, scenario.mode, False, target, sim.target_heading(), command,
-                          POLICY_STANDBY))
-        sim.set_rudder_command(command)
-    return sim
+        sink(hand_steering_status(now, scenario.mode, target, sim.target_heading(), command))
+        return command
+
+    loop = ClosedLoop(scenario, seed, rate_hz=rate_hz, steer=steer_and_report, sink=sink)
+    return loop.run().sim
 
 
-def _expert_steer(seed: int, imperfection: float, mode: str, rate_hz: float):
+def _expert_steer(seed: int, imperfection: float, mode: str, rate_hz: float) -> Steer:
     expert = ExpertHelmsman(seed, imperfection=imperfection, rate_hz=rate_hz)
     return lambda sim, target, samples, now: expert.command(sim, mode, target)
 
@@ -84,17 +75,13 @@ def dagger_rollout(policy, scenario: Scenario, seed: int, label_lead_s: float,
     commanded it now: the same quantity a demonstration's label measures.
     """
     samples, sink = _collector()
-    pilot = Pilot(PilotConfig(rate_hz=rate_hz), policy)
-    pilot.set_mode(scenario.mode, scenario.target_at(0.0))
+    pilot_steer = PilotSteer(Pilot(PilotConfig(rate_hz=rate_hz), policy), scenario.mode,
+                             scenario.target_at(0.0))
     expert = ExpertHelmsman(seed, imperfection=0.0, rate_hz=rate_hz)
     labels: dict[int, float] = {}
 
     def steer(sim: Simulator, target: float, new: list, now: float) -> float:
-        if target != pilot.target:
-            pilot.set_mode(scenario.mode, target)
-        for s in new:
-            pilot.update(s)
-        command = pilot.step(now).command
+        command = pilot_steer(sim, target, new, now)
         wanted = expert.command(sim, scenario.mode, target)
         rudder = sim.state.rudder
         reach = sim.params.rudder_slew * label_lead_s
@@ -110,7 +97,7 @@ def _collector() -> tuple[dict[str, list], Callable[[object], None]]:
     samples: dict[str, list] = {key: [] for key in LOGICAL_INPUTS}
 
     def sink(s: object) -> None:
-        key = 'autopilot/status' if isinstance(s, StatusSample) else SAMPLE_MESSAGES[type(s)][0]
+        key = 'autopilot/status' if isinstance(s, StatusSample) else input_of(s).name
         samples[key].append(s)
     return samples, sink
 

@@ -15,7 +15,7 @@ import torch
 
 from autopilot_ros.conventions import SIGN_CONVENTION_VERSION
 from autopilot_ros.features import FEATURE_NAMES, FEATURE_SPEC_HASH, WINDOW_LENGTH
-from autopilot_ros.policy import OnnxPolicy
+from autopilot_ros.policy import INPUT_NAME, OUTPUT_NAME, OnnxPolicy
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -34,11 +34,16 @@ def model_metadata(rate_hz: float, data_summary: dict, version: str) -> dict[str
     }
 
 
-def export_onnx(model: torch.nn.Module, path: str, rate_hz: float, check_windows: np.ndarray,
-                data_summary: dict | None = None, version: str = '1') -> float:
+class ExportError(ValueError):
+    """ONNX Runtime does not reproduce PyTorch: the model is not written."""
+
+
+def export_onnx(model: torch.nn.Module, path: str, *, rate_hz: float,
+                check_windows: np.ndarray, data_summary: dict | None = None,
+                version: str = '1') -> float:
     """Write `path`; return the max |ONNX Runtime - PyTorch| over `check_windows`.
 
-    Raises ValueError (and writes nothing at `path`) if they differ by more than 1e-4.
+    Raises ExportError (and writes nothing at `path`) if they differ by more than 1e-4.
     """
     import onnx
 
@@ -58,9 +63,9 @@ def export_onnx(model: torch.nn.Module, path: str, rate_hz: float, check_windows
             warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
             warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX')
             warnings.filterwarnings('ignore', message='The feature will be removed')
-            torch.onnx.export(model, (example,), raw, input_names=['input'],
-                              output_names=['output'], opset_version=OPSET, dynamo=False,
-                              dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}})
+            torch.onnx.export(model, (example,), raw, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=False,
+                              dynamic_axes={INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}})
         proto = onnx.load(raw)
         for key, value in model_metadata(rate_hz, data_summary or {}, version).items():
             entry = proto.metadata_props.add()
@@ -72,10 +77,10 @@ def export_onnx(model: torch.nn.Module, path: str, rate_hz: float, check_windows
         windows = check_windows.astype(np.float32)
         with torch.no_grad():
             expected = model(torch.from_numpy(windows)).numpy()
-        got = policy.session.run(None, {'input': windows})[0]
+        got = policy.session.run(None, {INPUT_NAME: windows})[0]
         max_diff = float(np.max(np.abs(got - expected))) if len(windows) else 0.0
         if not max_diff <= PARITY_TOLERANCE:
-            raise ValueError(f'ONNX Runtime differs from PyTorch by {max_diff:.2e} '
+            raise ExportError(f'ONNX Runtime differs from PyTorch by {max_diff:.2e} '
                              f'(> {PARITY_TOLERANCE:g}); not writing {path}')
         os.replace(staged, path)
     return max_diff

@@ -169,8 +169,8 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     summary = {**report['data'], 'dagger_iterations': cfg.dagger_iterations}
     summary.pop('dropped', None)
     paths['onnx'].parent.mkdir(parents=True, exist_ok=True)
-    max_diff = export_onnx(model, str(paths['onnx']), cfg.data.rate_hz, check, summary,
-                           cfg.version)
+    max_diff = export_onnx(model, str(paths['onnx']), rate_hz=cfg.data.rate_hz,
+                           check_windows=check, data_summary=summary, version=cfg.version)
     save_checkpoint(str(paths['pt']), model, cfg.train,
                     {'data_config': asdict(cfg.data), 'feature_spec_hash': FEATURE_SPEC_HASH})
     report['onnx_max_abs_diff'] = max_diff
@@ -224,8 +224,8 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
     with tempfile.TemporaryDirectory() as tmp:
         for it in range(cfg.dagger_iterations + 1):
             onnx_path = os.path.join(tmp, f'round{it}.onnx')
-            export_onnx(model, onnx_path, cfg.data.rate_hz, val.windows(np.arange(
-                min(len(val), 256))))
+            export_onnx(model, onnx_path, rate_hz=cfg.data.rate_hz,
+                        check_windows=val.windows(np.arange(min(len(val), 256))))
             score = selection_score(onnx_path, pd_rms, cfg.scenarios)
             rounds.append({'round': it, 'train_windows': len(aggregate),
                            'selection_rms_vs_pd': round(score, 4)})

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from autopilot_ros.features import INDEX, SCALES, WINDOW_LENGTH
-from autopilot_ros.training.dataset import Dataset
+from autopilot_ros.training.dataset import Dataset, DatasetError
 from autopilot_ros.training.model import build_model, count_parameters
 
 
@@ -135,7 +135,7 @@ def train_model(train: Dataset, val: Dataset, config: TrainConfig,
     """Train from scratch (or from init_state); returns the best-validation model."""
     config.validate()
     if len(train) < config.batch_size or len(val) == 0:
-        raise ValueError(f'too little data: {len(train)} training and {len(val)} validation '
+        raise DatasetError(f'too little data: {len(train)} training and {len(val)} validation '
                          f'windows (need at least {config.batch_size} to train on)')
     progress = progress or Progress()
     torch.manual_seed(config.seed)

@@ -25,7 +25,7 @@ The model is a ~10 m cruising yacht reduced to the few effects a helmsman fights
   to broach). The encounter frequency comes out of the boat's own position, so following
   seas push for long seconds, which is what makes them hard.
 
-Sign conventions follow DESIGN.md: heading clockwise from north in [0, 2*pi); yaw rate > 0
+Sign conventions follow docs/design.md: heading clockwise from north in [0, 2*pi); yaw rate > 0
 turns to starboard; roll > 0 is starboard side down (REP-103); pitch > 0 is bow down;
 rudder > 0 turns to starboard. All randomness comes from numpy Generators, so a seed fixes
 the run.

@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-from autopilot_ros.pilot import POLICY_MODEL, Pilot, PilotConfig
+from autopilot_ros.pilot import Pilot, PilotConfig
 from autopilot_ros.sim.helmsman import ExpertHelmsman
+from autopilot_ros.sim.loop import ClosedLoop, PilotSteer
 from autopilot_ros.sim.scenarios import SCENARIOS, Scenario
-from autopilot_ros.sim.simulator import Simulator
 
 CONTROL_RATE_HZ = 10.0
 SETTLE_BAND = math.radians(5.0)  # |error| below this ...
@@ -75,57 +75,28 @@ def settle_times(t: np.ndarray, err: np.ndarray, starts: list[float]) -> list[fl
 
 def run_episode(pilot_name: str, scenario: Scenario, seed: int, keep_trace: bool = False,
                 expert_imperfection: float = 0.0) -> RunResult:
-    sim = Simulator(scenario, seed)
+    """One pilot steering one scenario and seed in the shared closed loop."""
     pilot = make_pilot(pilot_name)
-    expert = ExpertHelmsman(seed, imperfection=expert_imperfection) \
-        if pilot == 'expert' else None
-    dt = 1.0 / CONTROL_RATE_HZ
-    target = sim.target_at(0.0)
     if isinstance(pilot, Pilot):
-        pilot.set_mode(scenario.mode, target)
-    n = int(round(scenario.duration_s * CONTROL_RATE_HZ))
-    t = np.zeros(n)
-    err = np.zeros(n)
-    rudder = np.zeros(n)
-    heading = np.zeros(n)
-    target_hdg = np.zeros(n)
-    model_ticks = 0
-    changes = [0.0]
-    for k in range(n):
-        sim.step(dt)
-        now = sim.time
-        new_target = sim.target_at(now)
-        if new_target != target:
-            target = new_target
-            changes.append(now)
-            if isinstance(pilot, Pilot):
-                pilot.set_mode(scenario.mode, target)
-        samples = sim.poll_samples()
-        if isinstance(pilot, Pilot):
-            for s in samples:
-                pilot.update(s)
-            out = pilot.step(now)
-            command = out.command
-            model_ticks += out.policy == POLICY_MODEL
-        elif expert is not None:
-            command = expert.command(sim, scenario.mode, target)
-        else:
-            command = 0.0
-        sim.set_rudder_command(command)
-        th = sim.target_heading()
-        t[k] = now
-        err[k] = sim.truth_heading_error(th)
-        rudder[k] = sim.state.rudder
-        heading[k] = sim.state.heading
-        target_hdg[k] = th
-    return summarize(os.path.basename(pilot_name), scenario.name, seed, t, err, rudder,
-                     changes, model_ticks if isinstance(pilot, Pilot) and pilot.policy
-                     else None,
-                     {'t': t, 'heading': heading, 'target': target_hdg, 'rudder': rudder,
-                      'err': err} if keep_trace else {})
+        steer = PilotSteer(pilot, scenario.mode, scenario.target_at(0.0))
+    elif pilot == 'expert':
+        expert = ExpertHelmsman(seed, imperfection=expert_imperfection)
+
+        def steer(sim, target, samples, now):
+            return expert.command(sim, scenario.mode, target)
+    else:
+        def steer(sim, target, samples, now):
+            return 0.0
+    loop = ClosedLoop(scenario, seed, rate_hz=CONTROL_RATE_HZ, steer=steer).run()
+    trace = loop.trace()
+    model_ticks = steer.model_ticks if isinstance(pilot, Pilot) and pilot.policy else None
+    return summarize(pilot=os.path.basename(pilot_name), scenario=scenario.name, seed=seed,
+                     t=trace['t'], err=trace['err'], rudder=trace['rudder'],
+                     changes=loop.changes, model_ticks=model_ticks,
+                     trace=trace if keep_trace else None)
 
 
-def summarize(pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.ndarray,
+def summarize(*, pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.ndarray,
               rudder: np.ndarray, changes: list[float], model_ticks: int | None,
               trace: dict | None = None) -> RunResult:
     """Metrics of one run from its true-error and rudder traces (also used by sim_node)."""
@@ -231,14 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     def progress(done, total, r):
         print(f'\r[{done}/{total}] {r.scenario} {r.pilot} seed {r.seed}'.ljust(70), end='',
               file=sys.stderr, flush=True)
+    from autopilot_ros.policy import ModelError
     try:
         results = evaluate(args.pilots, args.scenarios, list(range(args.seeds)), progress)
-    except Exception as exc:  # a bad model: one message, no traceback
-        from autopilot_ros.policy import ModelError
-        if isinstance(exc, ModelError):
-            print(f'\nautopilot-eval: {exc}', file=sys.stderr)
-            return 2
-        raise
+    except ModelError as exc:  # a bad model: one message, no traceback
+        print(f'\nautopilot-eval: {exc}', file=sys.stderr)
+        return 2
     print(file=sys.stderr)
     print(summary_table(results))
     print(f'\ntraces: {plot_traces(results, args.plot)}')

@@ -10,10 +10,8 @@ import math
 
 import numpy as np
 
-from autopilot_ros.conventions import twa_for_awa, wrap_2pi, wrap_pi
+from autopilot_ros.conventions import STEERING_MODES, twa_for_awa, wrap_2pi, wrap_pi
 from autopilot_ros.sim.boat import polar_speed
-
-MODES = ('compass', 'wind_awa', 'wind_twa')
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,9 @@ class Scenario:
     initial_offset_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f'scenario {self.name!r}: mode {self.mode!r} not in {MODES}')
+        if self.mode not in STEERING_MODES:
+            raise ValueError(f'scenario {self.name!r}: mode {self.mode!r} not in '
+                             f'{STEERING_MODES}')
         object.__setattr__(self, 'target_changes',
                            tuple(sorted((float(t), float(v)) for t, v in self.target_changes)))
 

@@ -30,7 +30,7 @@ def target_heading_for(mode: str, target: float, heading: float, twa: float, tws
                        speed: float) -> float:
     """Compass heading that satisfies a pilot target, from the current wind triangle.
 
-    DESIGN.md: TWA mode target heading = heading + (TWA - target TWA); AWA mode converts
+    docs/design.md: TWA mode target heading = heading + (TWA - target TWA); AWA mode converts
     the target AWA to a target TWA with the current TWS and speed first.
     """
     if mode == 'compass':
