@@ -1,19 +1,21 @@
 """autopilot_node: the thin ROS 2 layer around the Pilot.
 
 It only wires parameters, QoS, subscriptions, the control timer and publishers to the
-pure core. It spins on one thread: rclpy's MultiThreadedExecutor cost about three times
-the CPU per callback (measured: a core saturated at ~400 callbacks/s, against 10x-real-time
-lockstep with the simulator at 64% of a core single-threaded). A model swap is validated
-in full before it is swapped in under the tick lock; loading takes ~10 ms here, so it
-delays one tick by that much and never skips one.
+pure core: the inputs come from inputs.INPUTS, every change reaches the pilot through
+Pilot.reconfigure, and every outgoing message is built by ros_messages. It spins on one
+thread: rclpy's MultiThreadedExecutor cost about three times the CPU per callback
+(measured: a core saturated at ~400 callbacks/s, against 10x-real-time lockstep with the
+simulator at 64% of a core single-threaded). A parameter change is validated in full
+(a new model loaded and checked) in the on-set callback and applied in the post-set
+callback under the tick lock; loading takes ~10 ms here, so it delays one tick by that
+much and never skips one.
 """
 
 import dataclasses
 import math
 import threading
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, TwistStamped
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
     FloatingPointRange,
     ParameterDescriptor,
@@ -27,23 +29,25 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Imu
 from std_srvs.srv import SetBool
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
-from autopilot_ros.conventions import wrap_2pi
-from autopilot_ros.msg import AutopilotStatus, Heading, RudderAngle, RudderCommand, Wind
+from autopilot_ros.conventions import MODES, validate_mode, wrap_2pi
+from autopilot_ros.inputs import DEFAULT_STALE_LIMITS, INPUT_NAMES, INPUTS, InputDef
+from autopilot_ros.msg import AutopilotStatus, RudderCommand
 from autopilot_ros.pd_pilot import PDGains
-from autopilot_ros.pilot import INPUT_NAMES, POLICY_NAMES, Pilot, PilotConfig, validate_mode
+from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
 from autopilot_ros.policy import ModelError, OnnxPolicy
-from autopilot_ros.safety import DEFAULT_STALE_LIMITS, SafetyLimits
-from autopilot_ros.samples import (
-    heading_from_msg,
-    imu_from_msg,
-    rudder_from_msg,
-    speed_from_msg,
-    wind_from_msg,
+from autopilot_ros.ros_messages import (
+    RATE_WINDOW,
+    command_msg,
+    diagnostics_msg,
+    markers_msg,
+    message_class,
+    receive_rate,
+    status_msg,
 )
+from autopilot_ros.safety import SafetyLimits
 
 # Header stamps further than this from the node clock are not trusted for staleness.
 CLOCK_SKEW_LIMIT = 1.0
@@ -55,47 +59,50 @@ def _range(lo: float, hi: float, description: str, read_only: bool = False):
         floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
 
 
+# The command and status streams: every message matters to a rudder driver and a logger.
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTICS_PERIOD = 1.0  # s, as diagnostic_aggregator expects
+MARKERS_PERIOD = 0.25  # s: a few Hz is enough for rviz
+
+
 class AutopilotNode(Node):
-    def __init__(self, **kwargs) -> None:
+    """Parameters, subscriptions and publishers around one Pilot (docs/design.md)."""
+
+    def __init__(self, *, sensor_qos: QoSProfile = qos_profile_sensor_data,
+                 command_qos: QoSProfile = RELIABLE_QOS, **kwargs) -> None:
         super().__init__('autopilot', **kwargs)
         self._lock = threading.Lock()
         self._declare_parameters()
         config = self._config_from_parameters()
         self.pilot = Pilot(config)
-        self.pilot.set_mode(self._param('mode'), self._param('target'))
-        self.pilot.hand_steering = bool(self._param('hand_steering'))
+        self.pilot.reconfigure(mode=self._param('mode'), target=self._param('target'),
+                               hand_steering=bool(self._param('hand_steering')))
         self._last_policy = None
         self._last_output = None
+        self._staged_policy = KEEP  # a model loaded by the on-set callback, until applied
         self._rx = {name: [] for name in INPUT_NAMES}  # receive times for rate estimates
         self._skew_warned = set()
         path = self._param('model_path')
         if path:
             try:
-                self.pilot.set_policy(OnnxPolicy(path, config.rate_hz))
+                self.pilot.reconfigure(policy=OnnxPolicy(path, config.rate_hz))
                 self.get_logger().info(f'model loaded: {self.pilot.policy.identity}')
             except ModelError as exc:
                 self.get_logger().error(f'model refused, steering with the PD pilot: {exc}')
         else:
             self.get_logger().warning('no model_path: steering with the PD pilot')
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
         sensors = MutuallyExclusiveCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
-        qos = qos_profile_sensor_data
-        self.create_subscription(Imu, 'imu', self._sub('imu', imu_from_msg), qos,
-                                 callback_group=sensors)
-        self.create_subscription(Heading, 'heading', self._sub('heading', heading_from_msg),
-                                 qos, callback_group=sensors)
-        self.create_subscription(Wind, 'wind', self._sub('wind', wind_from_msg), qos,
-                                 callback_group=sensors)
-        self.create_subscription(TwistStamped, 'speed', self._sub('speed', speed_from_msg),
-                                 qos, callback_group=sensors)
-        self.create_subscription(RudderAngle, 'rudder_angle',
-                                 self._sub('rudder_angle', rudder_from_msg), qos,
-                                 callback_group=sensors)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.command_pub = self.create_publisher(RudderCommand, 'rudder_command', reliable)
-        self.status_pub = self.create_publisher(AutopilotStatus, 'autopilot/status', reliable)
+        for spec in INPUTS:
+            self.create_subscription(message_class(spec.msg_type), spec.name,
+                                     self._subscriber(spec), sensor_qos,
+                                     callback_group=sensors)
+        self.command_pub = self.create_publisher(RudderCommand, 'rudder_command', command_qos)
+        self.status_pub = self.create_publisher(AutopilotStatus, 'autopilot/status',
+                                                command_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.marker_pub = self.create_publisher(MarkerArray, 'autopilot/markers', 10)
         self.create_service(SetBool, 'autopilot/engage', self._on_engage)
@@ -111,8 +118,8 @@ class AutopilotNode(Node):
                 post_callback=self._on_clock_moved)
         else:
             self.create_timer(self._period, self._tick, callback_group=self._control_group)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self.create_timer(0.25, self._publish_markers)
+        self.create_timer(DIAGNOSTICS_PERIOD, self._publish_diagnostics)
+        self.create_timer(MARKERS_PERIOD, self._publish_markers)
 
     # -- parameters ---------------------------------------------------------------------
     def _declare_parameters(self) -> None:
@@ -121,8 +128,7 @@ class AutopilotNode(Node):
             description='ONNX model; empty = PD pilot only. Set at runtime to swap models.'))
         d('rate_hz', 10.0, _range(1.0, 100.0, 'control rate; must match the model',
                                   read_only=True))
-        d('mode', 'standby', ParameterDescriptor(
-            description='standby | compass | wind_awa | wind_twa'))
+        d('mode', 'standby', ParameterDescriptor(description=' | '.join(MODES)))
         d('target', 0.0, _range(-math.pi, 2 * math.pi,
                                 'rad: compass heading [0, 2pi) or wind angle (-pi, pi]'))
         d('hand_steering', False, ParameterDescriptor(
@@ -150,49 +156,49 @@ class AutopilotNode(Node):
         config.validate()
         return config
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Validate everything first; apply only when all of it is acceptable."""
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """On-set: check everything (load a new model) and refuse all of it on any fault."""
         new = {p.name: p.value for p in params}
+        self._staged_policy = KEEP
         try:
-            mode = new.get('mode', self.pilot.mode)
-            target = float(new.get('target', self.pilot.target))
-            validate_mode(mode, target)
+            validate_mode(new.get('mode', self.pilot.mode),
+                          float(new.get('target', self.pilot.target)))
             config = self._config_from_parameters(new)
-            policy = self.pilot.policy
             if 'model_path' in new:
-                policy = OnnxPolicy(new['model_path'], config.rate_hz) if new['model_path'] \
-                    else None
+                path = new['model_path']
+                self._staged_policy = OnnxPolicy(path, config.rate_hz) if path else None
         except (ValueError, TypeError, ModelError) as exc:
             self.get_logger().error(f'parameter change refused: {exc}')
             return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        """Post-set: the parameters now hold the accepted values; hand them to the pilot."""
+        names = {p.name for p in params}
+        policy, self._staged_policy = self._staged_policy, KEEP
         with self._lock:
-            self.pilot.config.limits = config.limits
-            self.pilot.safety.limits = config.limits
-            self.pilot.config.pd = config.pd
-            if mode != self.pilot.mode or target != self.pilot.target:
-                self.pilot.set_mode(mode, target)
-            if policy is not self.pilot.policy:
-                self.pilot.set_policy(policy)
-            if 'hand_steering' in new:
-                self.pilot.hand_steering = bool(new['hand_steering'])
-        if 'model_path' in new:
+            self.pilot.reconfigure(
+                config=self._config_from_parameters(), mode=self._param('mode'),
+                target=self._param('target'), policy=policy if 'model_path' in names else KEEP,
+                hand_steering=self._param('hand_steering') if 'hand_steering' in names
+                else None)
+        if 'model_path' in names:
             self.get_logger().info(
                 f'model swapped in: {policy.identity}' if policy else 'model unloaded: PD only')
-        return SetParametersResult(successful=True)
 
     def _on_engage(self, request: SetBool.Request, response: SetBool.Response):
         """Engage on the current heading (compass mode) or go to standby."""
         with self._lock:
             heading = self.pilot.inputs.heading
             if not request.data:
-                self.pilot.set_mode('standby', 0.0)
+                self.pilot.reconfigure(mode='standby', target=0.0)
                 response.success, response.message = True, 'standby'
             elif self.pilot.mode != 'standby':
                 response.success, response.message = True, f'already engaged ({self.pilot.mode})'
             elif heading is None:
                 response.success, response.message = False, 'no heading: cannot engage'
             else:
-                self.pilot.set_mode('compass', wrap_2pi(heading.heading))
+                self.pilot.reconfigure(mode='compass', target=wrap_2pi(heading.heading))
                 response.success = True
                 response.message = f'compass {math.degrees(heading.heading):.0f} deg'
         if response.success:
@@ -202,7 +208,9 @@ class AutopilotNode(Node):
         return response
 
     # -- inputs and the tick ------------------------------------------------------------
-    def _sub(self, name: str, convert):
+    def _subscriber(self, spec: InputDef):
+        name, convert = spec.name, spec.from_msg
+
         def callback(msg) -> None:
             now = self.get_clock().now().nanoseconds * 1e-9
             sample = convert(msg)
@@ -218,7 +226,7 @@ class AutopilotNode(Node):
             if ok:
                 rx = self._rx[name]
                 rx.append(now)
-                if len(rx) > 50:
+                if len(rx) > RATE_WINDOW:
                     del rx[0]
             else:
                 self.get_logger().warning(f'{name}: non-finite value dropped',
@@ -240,122 +248,29 @@ class AutopilotNode(Node):
         now = self.get_clock().now()
         with self._lock:
             out = self.pilot.step(now.nanoseconds * 1e-9)
+            policy = self.pilot.policy
         self._last_output = out
         stamp = now.to_msg()
-        cmd = RudderCommand()
-        cmd.header.stamp = stamp
-        cmd.header.frame_id = 'base_link'
-        cmd.command = out.command
-        cmd.engaged = out.engaged
-        cmd.policy = out.policy
-        self.command_pub.publish(cmd)
-        self.status_pub.publish(self._status_msg(out, stamp))
+        self.command_pub.publish(command_msg(out, stamp))
+        self.status_pub.publish(status_msg(out, stamp, policy))
         if out.policy != self._last_policy:
             self.get_logger().info(f'policy: {POLICY_NAMES[out.policy]}'
                                    + (f' ({out.reason})' if out.reason else ''))
             self._last_policy = out.policy
 
-    def _status_msg(self, out, stamp) -> AutopilotStatus:
-        msg = AutopilotStatus()
-        msg.header.stamp = stamp
-        msg.header.frame_id = 'base_link'
-        msg.mode = out.mode
-        msg.engaged = out.engaged
-        msg.target = out.target
-        msg.target_heading = out.target_heading
-        msg.heading_error = out.heading_error
-        msg.command = out.command
-        msg.raw_command = out.raw_command
-        msg.policy = out.policy
-        msg.reason = out.reason
-        policy = self.pilot.policy
-        msg.model_path = policy.path if policy else ''
-        msg.model_sha256 = policy.sha256 if policy else ''
-        msg.inference_time = out.inference_time
-        msg.window_fill = out.window_fill
-        msg.stale_inputs = list(out.stale_inputs)
-        return msg
-
     # -- diagnostics and rviz -----------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        now_s = self.get_clock().now().nanoseconds * 1e-9
-        limits = self.pilot.config.limits.stale_limits
-        inputs = DiagnosticStatus(name='autopilot: inputs', hardware_id='autopilot')
-        worst = DiagnosticStatus.OK
-        for name in INPUT_NAMES:
-            rx = self._rx[name]
-            rate = (len(rx) - 1) / (rx[-1] - rx[0]) if len(rx) > 1 and rx[-1] > rx[0] else 0.0
-            age = self.pilot.inputs.age(name, now_s)
-            inputs.values.append(KeyValue(key=f'{name} rate Hz', value=f'{rate:.1f}'))
-            inputs.values.append(KeyValue(key=f'{name} age s', value=f'{age:.2f}'))
-            if age > limits[name]:
-                required = name not in ('speed', 'rudder_angle')
-                worst = max(worst, DiagnosticStatus.ERROR if required else DiagnosticStatus.WARN)
-        inputs.level = worst
-        inputs.message = 'all fresh' if worst == DiagnosticStatus.OK else 'stale inputs'
-        pilot = DiagnosticStatus(name='autopilot: pilot', hardware_id='autopilot')
-        out = self._last_output
-        policy = self.pilot.policy
-        p50, p99 = policy.latency_percentiles() if policy else (math.nan, math.nan)
-        pilot.values = [
-            KeyValue(key='mode', value=self.pilot.mode),
-            KeyValue(key='active policy', value=POLICY_NAMES[out.policy] if out else 'none'),
-            KeyValue(key='reason', value=out.reason if out else ''),
-            KeyValue(key='model', value=policy.identity if policy else 'none (PD)'),
-            KeyValue(key='inference p50 ms', value=f'{p50 * 1e3:.3f}'),
-            KeyValue(key='inference p99 ms', value=f'{p99 * 1e3:.3f}'),
-            KeyValue(key='rejected samples', value=str(self.pilot.rejected_samples)),
-            KeyValue(key='non-finite model outputs', value=str(self.pilot.nonfinite_outputs)),
-        ]
-        fallback = out is not None and out.engaged and out.policy != 1 and policy is not None
-        pilot.level = DiagnosticStatus.WARN if fallback else DiagnosticStatus.OK
-        pilot.message = out.reason if (out and out.reason) else 'ok'
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [inputs, pilot]
-        self.diag_pub.publish(array)
+        now = self.get_clock().now()
+        rates = {name: receive_rate(rx) for name, rx in self._rx.items()}
+        self.diag_pub.publish(diagnostics_msg(
+            self.pilot, self._last_output, now=now.nanoseconds * 1e-9, stamp=now.to_msg(),
+            rates=rates))
 
     def _publish_markers(self) -> None:
-        """Arrows in base_link (x forward, y left): target, apparent wind, rudder; a label."""
         out = self._last_output
-        if out is None:
-            return
-        stamp = self.get_clock().now().to_msg()
-        markers = MarkerArray()
-
-        def arrow(mid: int, angle_stbd: float, length: float, rgb, origin=(0.0, 0.0)):
-            m = Marker(id=mid, ns='autopilot', type=Marker.ARROW, action=Marker.ADD)
-            m.header.frame_id = 'base_link'
-            m.header.stamp = stamp
-            m.scale.x, m.scale.y, m.scale.z = 0.15, 0.3, 0.3
-            m.color.r, m.color.g, m.color.b, m.color.a = (*rgb, 1.0)
-            # Angles to starboard are negative about REP-103 z (y is left).
-            x0, y0 = origin
-            m.points = [Point(x=x0, y=y0), Point(x=x0 + length * math.cos(angle_stbd),
-                                                 y=y0 - length * math.sin(angle_stbd))]
-            return m
-
-        markers.markers.append(arrow(0, 0.0, 4.0, (0.2, 0.4, 1.0)))  # heading: the bow
-        if math.isfinite(out.heading_error):
-            markers.markers.append(arrow(1, out.heading_error, 5.0, (0.1, 0.9, 0.1)))
-        wind = self.pilot.inputs.wind
-        if wind is not None:
-            # Drawn pointing where the wind comes from.
-            markers.markers.append(arrow(2, wind.awa, 3.0, (1.0, 0.6, 0.0)))
-        rudder = arrow(3, math.pi - out.command * math.radians(35.0), 1.0, (1.0, 0.1, 0.1),
-                       origin=(-2.0, 0.0))
-        markers.markers.append(rudder)
-        text = Marker(id=4, ns='autopilot', type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
-        text.header.frame_id = 'base_link'
-        text.header.stamp = stamp
-        text.pose.position.z = 2.0
-        text.scale.z = 0.5
-        text.color.r = text.color.g = text.color.b = text.color.a = 1.0
-        err = f'{math.degrees(out.heading_error):+.0f} deg' if math.isfinite(
-            out.heading_error) else '--'
-        text.text = f'{out.mode} {POLICY_NAMES[out.policy]} err {err} rudder {out.command:+.2f}'
-        markers.markers.append(text)
-        self.marker_pub.publish(markers)
+        if out is not None:
+            self.marker_pub.publish(markers_msg(out, self.pilot.inputs.wind,
+                                                self.get_clock().now().to_msg()))
 
 
 def main(args: list[str] | None = None) -> None:

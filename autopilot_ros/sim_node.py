@@ -1,6 +1,6 @@
 """sim_node: the boat simulator on ROS 2 topics, with /clock, faster than real time.
 
-Publishes every sensor topic of DESIGN.md stamped with simulated time, plus /clock, and
+Publishes every sensor topic of docs/design.md stamped with simulated time, plus /clock, and
 steers the simulated rudder with `rudder_command`. It runs one or more scenarios back to
 back, sets the autopilot's mode and target for each (like a crew member at the pilot's
 keypad), and at the end writes the truth-based summary (JSON) and a trace PNG.
@@ -22,7 +22,6 @@ import math
 import os
 import time
 
-from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -33,12 +32,14 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import Imu
 
-from autopilot_ros.msg import Heading, RudderAngle, RudderCommand, Wind
-from autopilot_ros.samples import SAMPLE_MESSAGES
+from autopilot_ros.inputs import INPUTS, input_of
+from autopilot_ros.msg import RudderCommand
+from autopilot_ros.ros_messages import BASE_FRAME, message_class
+from autopilot_ros.samples import SensorSample
 from autopilot_ros.sim.evaluate import plot_traces, summarize
 from autopilot_ros.sim.helmsman import ExpertHelmsman
+from autopilot_ros.sim.loop import ClosedLoop
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.sim.simulator import Simulator
 
@@ -92,14 +93,9 @@ class SimNode(Node):
         self.offset = 0.0  # sim time at which the current scenario started
         self.results = []
         self.finished = False
-        qos = qos_profile_sensor_data
-        self.pubs = {
-            'imu': self.create_publisher(Imu, 'imu', qos),
-            'heading': self.create_publisher(Heading, 'heading', qos),
-            'wind': self.create_publisher(Wind, 'wind', qos),
-            'speed': self.create_publisher(TwistStamped, 'speed', qos),
-            'rudder_angle': self.create_publisher(RudderAngle, 'rudder_angle', qos),
-        }
+        self.pubs = {spec.name: self.create_publisher(message_class(spec.msg_type), spec.name,
+                                                      qos_profile_sensor_data)
+                     for spec in INPUTS}
         self.clock_pub = self.create_publisher(ClockMsg, '/clock', 10)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.command = 0.0
@@ -114,13 +110,12 @@ class SimNode(Node):
 
     def _start_scenario(self) -> None:
         self.scenario = SCENARIOS[self.queue.pop(0)]
-        self.sim = Simulator(self.scenario, self.seed)
-        self.target = self.sim.target_at(0.0)
+        self.loop = ClosedLoop(self.scenario, self.seed, rate_hz=1.0 / STEP, steer=self._steer,
+                               sink=self._publish)
+        self.target = self.loop.target
         self.expert = (ExpertHelmsman(self.seed, imperfection=self.imperfection,
                                       rate_hz=1.0 / STEP)
                        if self.helmsman == 'expert' else None)
-        self.trace = {'t': [], 'err': [], 'rudder': [], 'heading': [], 'target': []}
-        self.changes = [0.0]
         self.model_ticks = self.ticks_seen = 0
         self._set_autopilot(self.scenario.mode, self.target)
         self.get_logger().info(f'scenario {self.scenario.name} (seed {self.seed}): '
@@ -142,7 +137,9 @@ class SimNode(Node):
 
     def _on_command(self, msg: RudderCommand) -> None:
         if self.expert is None:
+            # Straight to the rudder, as a servo driver would: the next step uses it.
             self.command = msg.command if msg.engaged else 0.0
+            self.loop.sim.set_rudder_command(self.command)
         stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
         self.last_command_stamp = max(self.last_command_stamp, stamp)
         if self._free_running:
@@ -151,6 +148,15 @@ class SimNode(Node):
         self.ticks_seen += 1
         self.model_ticks += msg.policy == RudderCommand.POLICY_MODEL
 
+    def _steer(self, sim: Simulator, target: float, samples: list, now: float) -> float:
+        """The loop's steering callback: the expert, or the autopilot's latest command."""
+        if target != self.target:
+            self.target = target
+            self._set_autopilot(self.scenario.mode, target)
+        if self.expert is not None:
+            self.command = self.expert.command(sim, self.scenario.mode, target)
+        return self.command
+
     def _tick(self) -> None:
         if self.finished:
             return
@@ -158,33 +164,14 @@ class SimNode(Node):
             self._set_autopilot(*self._pending)
         if self.lockstep and not self._may_advance():
             return
-        sim = self.sim
-        if self.expert is not None:
-            self.command = self.expert.command(sim, self.scenario.mode, self.target)
-        sim.set_rudder_command(self.command)
-        sim.step(STEP)
-        now = self.offset + sim.time
-        target = sim.target_at(sim.time)
-        if target != self.target:
-            self.target = target
-            self.changes.append(sim.time)
-            self._set_autopilot(self.scenario.mode, target)
-        for sample in sim.poll_samples():
-            self._publish(sample, self.offset)
-        self.clock_pub.publish(ClockMsg(clock=_stamp(now)))
-        th = sim.target_heading()
-        tr = self.trace
-        tr['t'].append(sim.time)
-        tr['err'].append(sim.truth_heading_error(th))
-        tr['rudder'].append(sim.state.rudder)
-        tr['heading'].append(sim.state.heading)
-        tr['target'].append(th)
-        if sim.done:
+        self.loop.tick()
+        self.clock_pub.publish(ClockMsg(clock=_stamp(self.offset + self.loop.sim.time)))
+        if self.loop.done:
             self._finish_scenario()
 
     def _may_advance(self) -> bool:
         """Lockstep: step only while the pilot's last command is recent in sim time."""
-        ahead = self.offset + self.sim.time + STEP - self.last_command_stamp
+        ahead = self.offset + self.loop.sim.time + STEP - self.last_command_stamp
         if ahead <= self.lockstep_lead + 1e-9 or self._free_running:
             self._waiting_since = None
             return True
@@ -200,19 +187,18 @@ class SimNode(Node):
         return False
 
     def _finish_scenario(self) -> None:
-        import numpy as np
-        arrays = {k: np.array(v) for k, v in self.trace.items()}
         label = 'expert helmsman' if self.expert else self.get_parameter('pilot_label').value
-        ticks = self.model_ticks if self.ticks_seen and self.expert is None else None
-        result = summarize(label, self.scenario.name, self.seed, arrays['t'], arrays['err'],
-                           arrays['rudder'], self.changes, None, arrays)
-        if ticks is not None:
-            result.fallback_frac = 1.0 - ticks / max(1, self.ticks_seen)
+        trace = self.loop.trace()
+        result = summarize(pilot=label, scenario=self.scenario.name, seed=self.seed,
+                           t=trace['t'], err=trace['err'], rudder=trace['rudder'],
+                           changes=self.loop.changes, model_ticks=None, trace=trace)
+        if self.ticks_seen and self.expert is None:
+            result.fallback_frac = 1.0 - self.model_ticks / self.ticks_seen
         self.results.append(result)
         self.get_logger().info(
             f'{self.scenario.name}: RMS error {result.rms_deg:.1f} deg, max '
             f'{result.max_deg:.1f} deg, rudder travel {result.rudder_travel_per_min:.1f}/min')
-        self.offset += self.sim.time + STEP
+        self.offset += self.loop.sim.time + STEP
         if self.queue:
             self._start_scenario()
         else:
@@ -231,17 +217,15 @@ class SimNode(Node):
             json.dump({'results': rows, 'plot': png}, f, indent=1,
                       default=lambda x: None if isinstance(x, float) and math.isnan(x) else x)
 
-    def _publish(self, s, offset: float) -> None:
-        entry = SAMPLE_MESSAGES.get(type(s))
-        if entry is None:
-            return
-        topic, fill = entry
-        pub = self.pubs[topic]
-        m = pub.msg_type()
-        fill(m, s)
-        m.header.stamp = _stamp(offset + s.stamp)
-        m.header.frame_id = 'base_link'
-        pub.publish(m)
+    def _publish(self, sample: SensorSample) -> None:
+        """The loop's sink: one sample on its topic, stamped in this run's sim time."""
+        spec = input_of(sample)
+        pub = self.pubs[spec.name]
+        msg = pub.msg_type()
+        spec.fill_msg(msg, sample)
+        msg.header.stamp = _stamp(self.offset + sample.stamp)
+        msg.header.frame_id = BASE_FRAME
+        pub.publish(msg)
 
 
 def main(args: list[str] | None = None) -> None:

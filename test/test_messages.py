@@ -3,6 +3,8 @@
 import math
 
 import pytest
+
+pytest.importorskip('rclpy')  # ROS: `make test`; `make test-core` (pip route) has none
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -83,13 +85,11 @@ def test_policy_constants_match_the_pure_core():
 
 def test_samples_go_out_and_come_back_the_same_through_rclpy_and_rosbags():
     """sim_node publishes with the mapping the bag writer uses; CDR bytes read by both."""
-    import importlib
-
     from rclpy.serialization import deserialize_message, serialize_message
 
+    from autopilot_ros.inputs import INPUTS, input_of
+    from autopilot_ros.ros_messages import message_class
     from autopilot_ros.samples import (
-        INPUT_TOPICS,
-        SAMPLE_MESSAGES,
         HeadingSample,
         ImuSample,
         RudderSample,
@@ -106,18 +106,16 @@ def test_samples_go_out_and_come_back_the_same_through_rclpy_and_rosbags():
         SpeedSample(12.5, 2.75),
         RudderSample(12.5, -0.4),
     ]
-    assert {type(s) for s in samples} == set(SAMPLE_MESSAGES)
+    assert {type(s) for s in samples} == {spec.sample_type for spec in INPUTS}
     for sample in samples:
-        topic, fill = SAMPLE_MESSAGES[type(sample)]
-        msgtype, read = INPUT_TOPICS[topic]
-        package, _, name = msgtype.split('/')
-        cls = getattr(importlib.import_module(f'{package}.msg'), name)
+        spec = input_of(sample)
+        cls = message_class(spec.msg_type)
         msg = cls()
-        fill(msg, sample)
+        spec.fill_msg(msg, sample)
         msg.header.stamp.sec, msg.header.stamp.nanosec = 12, 500_000_000
         data = serialize_message(msg)
-        for got in (read(deserialize_message(data, cls)),
-                    read(store.deserialize_cdr(data, msgtype))):
+        for got in (spec.from_msg(deserialize_message(data, cls)),
+                    spec.from_msg(store.deserialize_cdr(data, spec.msg_type))):
             assert type(got) is type(sample)
             for field in sample.__slots__:
                 assert getattr(got, field) == pytest.approx(getattr(sample, field), abs=1e-9)
