@@ -10,6 +10,9 @@ import pathlib
 import subprocess
 import time
 
+import pytest
+
+pytest.importorskip('rclpy')  # ROS: `make test`; `make test-core` (pip route) has none
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
@@ -26,6 +29,7 @@ from std_srvs.srv import SetBool
 from autopilot_ros.msg import AutopilotStatus, Heading, RudderCommand, Wind
 from autopilot_ros.node import AutopilotNode
 
+pytestmark = pytest.mark.dds  # every test runs nodes over DDS
 DEG = math.pi / 180
 
 

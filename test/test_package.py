@@ -7,6 +7,9 @@ import sys
 import sysconfig
 import venv
 
+import pytest
+
+pytest.importorskip('ament_index_python')  # the colcon install; make test-core is the pip route
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
 import yaml
 

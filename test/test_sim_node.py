@@ -7,6 +7,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.dds  # every test starts the installed node executables
+
 
 def test_demo_runs_the_node_against_the_simulator_and_summarises(tmp_path):
     out = tmp_path / 'summary.json'
