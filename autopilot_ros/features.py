@@ -5,7 +5,7 @@ node refuses a model built for another spec, so training and serving can never s
 disagree on what a column means.
 """
 
-from dataclasses import asdict, dataclass, fields, make_dataclass
+from dataclasses import asdict, dataclass, make_dataclass
 import hashlib
 import json
 import math
@@ -24,7 +24,7 @@ from autopilot_ros.conventions import (
     wrap_2pi,
     wrap_pi,
 )
-from autopilot_ros.inputs import INPUT_NAMES, INPUTS, input_of
+from autopilot_ros.inputs import INPUT_NAMES, Rejected, check_sample, input_of
 from autopilot_ros.samples import (
     HeadingSample,
     ImuSample,
@@ -41,6 +41,8 @@ __all__ = [  # MODES and STEERING_MODES are conventions', re-exported for the fe
 ]
 
 WINDOW_LENGTH = 20
+# Derived rates (heading, AWA, rudder) span at least this long: 100 Hz at most.
+MIN_RATE_INTERVAL = 0.01
 
 # Gains of the PD-suggestion feature. Part of the spec (and its hash): a model learns on top
 # of this exact suggestion, so it must not follow the node's tunable fallback gains.
@@ -131,16 +133,23 @@ class InputState:
         self.awa_rate = 0.0
         self.rudder_rate = 0.0
         self.heading_rate = 0.0  # rad/s to starboard, from the compass (IMU fallback)
+        self._rate_from: dict[str, SensorSample] = {}  # the reading each rate is taken from
+        self.last_rejection: tuple[Rejected, str] | None = None
 
     def update(self, sample: SensorSample) -> bool:
-        """Take one sample; False (and nothing changed) if it carries a non-finite value."""
+        """Take one sample; False (and nothing changed) if it is not usable (last_rejection).
+
+        Derived rates span at least MIN_RATE_INTERVAL: readings stamped microseconds apart
+        would otherwise turn a compass step into thousands of rad/s.
+        """
         name = input_of(sample).name
-        if not all(math.isfinite(getattr(sample, f)) for f in _VALUE_FIELDS[type(sample)]):
+        self.last_rejection = check_sample(sample)
+        if self.last_rejection is not None:
             return False
-        if isinstance(sample, WindSample) and sample.aws < 0:
-            return False
-        prev = getattr(self, name)
-        if prev is not None and sample.stamp > prev.stamp:
+        prev = self._rate_from.get(name)
+        if prev is None or sample.stamp < prev.stamp:
+            self._rate_from[name] = sample
+        elif sample.stamp - prev.stamp >= MIN_RATE_INTERVAL:
             dt = sample.stamp - prev.stamp
             if isinstance(sample, HeadingSample):
                 self.heading_rate = wrap_pi(sample.heading - prev.heading) / dt
@@ -148,6 +157,7 @@ class InputState:
                 self.awa_rate = wrap_pi(sample.awa - prev.awa) / dt
             elif isinstance(sample, RudderSample):
                 self.rudder_rate = (sample.angle - prev.angle) / dt
+            self._rate_from[name] = sample
         setattr(self, name, sample)
         return True
 
@@ -156,10 +166,6 @@ class InputState:
         sample = getattr(self, name)
         return math.inf if sample is None else now - sample.stamp
 
-
-# The measured fields of each sample type: every one of them must be finite.
-_VALUE_FIELDS = {i.sample_type: tuple(f.name for f in fields(i.sample_type) if f.name != 'stamp')
-                 for i in INPUTS}
 
 Fresh = make_dataclass('Fresh', [(name, bool) for name in INPUT_NAMES], frozen=True,
                        slots=True)

@@ -14,6 +14,7 @@ much and never skips one.
 import dataclasses
 import math
 import threading
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
@@ -23,7 +24,7 @@ from rcl_interfaces.msg import (
 )
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import JumpThreshold
+from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -33,7 +34,13 @@ from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
 
 from autopilot_ros.conventions import MODES, validate_mode, wrap_2pi
-from autopilot_ros.inputs import DEFAULT_STALE_LIMITS, INPUT_NAMES, INPUTS, InputDef
+from autopilot_ros.inputs import (
+    DEFAULT_STALE_LIMITS,
+    INPUT_NAMES,
+    INPUTS,
+    InputDef,
+    trusted_stamp,
+)
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
 from autopilot_ros.pd_pilot import PDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
@@ -49,9 +56,6 @@ from autopilot_ros.ros_messages import (
 )
 from autopilot_ros.safety import SafetyLimits
 
-# Header stamps further than this from the node clock are not trusted for staleness.
-CLOCK_SKEW_LIMIT = 1.0
-
 
 def _range(lo: float, hi: float, description: str, read_only: bool = False):
     return ParameterDescriptor(
@@ -62,6 +66,7 @@ def _range(lo: float, hi: float, description: str, read_only: bool = False):
 # The command and status streams: every message matters to a rudder driver and a logger.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 DIAGNOSTICS_PERIOD = 1.0  # s, as diagnostic_aggregator expects
+TICK_SILENCE_LIMIT = 1.0  # wall s without a control tick before diagnostics say ERROR
 MARKERS_PERIOD = 0.25  # s: a few Hz is enough for rviz
 
 
@@ -118,7 +123,9 @@ class AutopilotNode(Node):
                 post_callback=self._on_clock_moved)
         else:
             self.create_timer(self._period, self._tick, callback_group=self._control_group)
-        self.create_timer(DIAGNOSTICS_PERIOD, self._publish_diagnostics)
+        self._last_tick_wall = time.monotonic()
+        self.create_timer(DIAGNOSTICS_PERIOD, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(MARKERS_PERIOD, self._publish_markers)
 
     # -- parameters ---------------------------------------------------------------------
@@ -138,6 +145,9 @@ class AutopilotNode(Node):
         d('max_rudder_rate', 0.5, _range(0.01, 10.0, 'slew limit, normalised per second'))
         for name, limit in DEFAULT_STALE_LIMITS.items():
             d(f'stale_limit.{name}', limit, _range(0.05, 60.0, f'seconds until {name} is stale'))
+        d('stamp_future_tolerance', 0.05, _range(
+            0.0, 1.0, 's a header stamp may lead the node clock; further ahead, or zero, or '
+                      'over 1 s behind, the receive time is used'))
         defaults = PDGains()
         d('pd.kp', defaults.kp, _range(0.0, 10.0, 'PD fallback: rudder per rad of error'))
         d('pd.kd', defaults.kd, _range(0.0, 20.0, 'PD fallback: rudder per rad/s'))
@@ -160,6 +170,13 @@ class AutopilotNode(Node):
         """On-set: check everything (load a new model) and refuse all of it on any fault."""
         new = {p.name: p.value for p in params}
         self._staged_policy = KEEP
+        if 'use_sim_time' in new and new['use_sim_time'] != self._param('use_sim_time'):
+            # The control loop ticks on this clock; switched at run time to a /clock that
+            # nobody publishes, it would stop (as it did) with nothing said.
+            reason = ('use_sim_time is fixed for the life of the node (the control loop runs '
+                      'on that clock); restart it with use_sim_time set')
+            self.get_logger().error(f'parameter change refused: {reason}')
+            return SetParametersResult(successful=False, reason=reason)
         try:
             validate_mode(new.get('mode', self.pilot.mode),
                           float(new.get('target', self.pilot.target)))
@@ -214,22 +231,25 @@ class AutopilotNode(Node):
         def callback(msg) -> None:
             now = self.get_clock().now().nanoseconds * 1e-9
             sample = convert(msg)
-            if sample.stamp == 0.0 or abs(sample.stamp - now) > CLOCK_SKEW_LIMIT:
-                if sample.stamp != 0.0 and name not in self._skew_warned:
-                    self._skew_warned.add(name)
-                    self.get_logger().warning(
-                        f'{name}: header stamps {sample.stamp - now:+.1f} s off the node '
-                        'clock; using receive time')
-                sample = dataclasses.replace(sample, stamp=now)
+            stamp, own = trusted_stamp(sample.stamp, now, self._param('stamp_future_tolerance'))
+            if not own and sample.stamp != 0.0 and name not in self._skew_warned:
+                self._skew_warned.add(name)
+                self.get_logger().warning(
+                    f'{name}: header stamps {sample.stamp - now:+.3f} s off the node clock; '
+                    'using receive time')
+            if stamp != sample.stamp:
+                sample = dataclasses.replace(sample, stamp=stamp)
             with self._lock:
                 ok = self.pilot.update(sample)
+                rejection = self.pilot.inputs.last_rejection
             if ok:
                 rx = self._rx[name]
                 rx.append(now)
                 if len(rx) > RATE_WINDOW:
                     del rx[0]
             else:
-                self.get_logger().warning(f'{name}: non-finite value dropped',
+                reason, detail = rejection
+                self.get_logger().warning(f'{name}: {reason.value} value dropped ({detail})',
                                           throttle_duration_sec=5.0)
         return callback
 
@@ -246,10 +266,14 @@ class AutopilotNode(Node):
 
     def _tick(self) -> None:
         now = self.get_clock().now()
+        self._last_tick_wall = time.monotonic()
         with self._lock:
             out = self.pilot.step(now.nanoseconds * 1e-9)
             policy = self.pilot.policy
+            unloaded, self.pilot.unloaded_reason = self.pilot.unloaded_reason, ''
         self._last_output = out
+        if unloaded:
+            self.get_logger().error(unloaded)
         stamp = now.to_msg()
         self.command_pub.publish(command_msg(out, stamp))
         self.status_pub.publish(status_msg(out, stamp, policy))
@@ -260,11 +284,19 @@ class AutopilotNode(Node):
 
     # -- diagnostics and rviz -----------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        """On the steady clock: it must speak up when the control loop's clock stops."""
         now = self.get_clock().now()
         rates = {name: receive_rate(rx) for name, rx in self._rx.items()}
+        tick_age = time.monotonic() - self._last_tick_wall
+        limit = max(TICK_SILENCE_LIMIT, 5 * self._period)
+        if tick_age > limit:
+            self.get_logger().error(
+                f'no control tick for {tick_age:.1f} s: the clock the loop runs on stopped '
+                '(use_sim_time with no /clock?); no commands are published',
+                throttle_duration_sec=10.0)
         self.diag_pub.publish(diagnostics_msg(
             self.pilot, self._last_output, now=now.nanoseconds * 1e-9, stamp=now.to_msg(),
-            rates=rates))
+            rates=rates, tick_age=tick_age, tick_limit=limit))
 
     def _publish_markers(self) -> None:
         out = self._last_output

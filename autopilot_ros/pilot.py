@@ -4,6 +4,7 @@ The ROS node, the simulator's closed-loop evaluation and training's evaluation a
 this very object, so what is measured in the simulator is what steers the boat.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 import math
 
@@ -28,6 +29,10 @@ POLICY_STANDBY = 0
 POLICY_MODEL = 1
 POLICY_FALLBACK_PD = 2
 POLICY_NAMES = {POLICY_STANDBY: 'standby', POLICY_MODEL: 'model', POLICY_FALLBACK_PD: 'pd'}
+
+# Failed model ticks in a row (exception, malformed or non-finite output) before the pilot
+# drops the model: 1 s at 10 Hz of PD is a fallback, 10 failures in a row is a broken model.
+MODEL_FAILURE_LIMIT = 10
 
 # reconfigure(policy=KEEP) leaves the running model in place (None means: no model).
 KEEP = object()
@@ -87,7 +92,12 @@ class Pilot:
         # the helmsman was steering to.
         self.hand_steering = False
         self.rejected_samples = 0
+        self.rejected_by_reason: Counter[str] = Counter()  # Rejected values, by name
         self.nonfinite_outputs = 0
+        self.model_errors = 0  # ticks on which the model raised or returned no single value
+        self._failed_in_a_row = 0
+        # Why the pilot dropped its model by itself (the node logs it), '' while it has not.
+        self.unloaded_reason = ''
 
     # -- inputs -------------------------------------------------------------------------
     def update(self, sample: object) -> bool:
@@ -95,6 +105,7 @@ class Pilot:
         ok = self.inputs.update(sample)
         if not ok:
             self.rejected_samples += 1
+            self.rejected_by_reason[self.inputs.last_rejection[0].value] += 1
         return ok
 
     def set_mode(self, mode: str, target: float) -> None:
@@ -107,6 +118,8 @@ class Pilot:
     def set_policy(self, policy) -> None:
         """Swap the model between two ticks (None: PD only). The window is kept."""
         self.policy = policy
+        self._failed_in_a_row = 0
+        self.unloaded_reason = ''
 
     def reconfigure(self, *, config: PilotConfig | None = None, mode: str | None = None,
                     target: float | None = None, policy=KEEP,
@@ -173,7 +186,12 @@ class Pilot:
         if model_inputs_fresh:
             build_features(self.mode, self.target, tgt, state, fresh, self.safety.command,
                            self._row)
-            self.window.push(self._row)
+            if np.isfinite(self._row).all():  # the inputs' ranges make this hold; be sure
+                self.window.push(self._row)
+            else:
+                model_inputs_fresh = False
+                self.window.clear()
+                reasons.append('feature row not finite')
         else:
             self.window.clear()
             reasons.append('inputs stale: ' + ', '.join(n for n in stale
@@ -187,12 +205,11 @@ class Pilot:
             if model_inputs_fresh:
                 reasons.append(f'window filling {self.window.fill}/{WINDOW_LENGTH}')
         else:
-            raw = self.policy.infer(self.window.array())
-            if math.isfinite(raw):
-                policy = POLICY_MODEL
+            raw, failure = self._run_model()
+            if failure:
+                reasons.append(failure)
             else:
-                self.nonfinite_outputs += 1
-                reasons.append('model output not finite')
+                policy = POLICY_MODEL
         if policy == POLICY_FALLBACK_PD:
             rate = (turn_rate_starboard(state.imu.yaw_rate_z) if fresh.imu and state.imu
                     else state.heading_rate)
@@ -207,6 +224,32 @@ class Pilot:
             reason='; '.join(reasons), mode=self.mode, target=self.target,
             target_heading=tgt, heading_error=err, window_fill=self.window.fill,
             stale_inputs=stale, inference_time=self._inference_time())
+
+    def _run_model(self) -> tuple[float, str]:
+        """(raw output, '') or (NaN, why not). Whatever the model does, the tick goes on.
+
+        After MODEL_FAILURE_LIMIT failed ticks in a row the model is dropped (PD steers) and
+        `unloaded_reason` says why: a model that fails that often is not to be trusted.
+        """
+        try:
+            raw = self.policy.infer(self.window.array())
+        except Exception as exc:  # noqa: BLE001 - a model's run-time error must not stop the helm
+            self.model_errors += 1
+            text = ' '.join(str(exc).split()) or type(exc).__name__
+            failure = f'model failed: {type(exc).__name__}: {text[:200]}'
+        else:
+            if math.isfinite(raw):
+                self._failed_in_a_row = 0
+                return raw, ''
+            self.nonfinite_outputs += 1
+            failure = 'model output not finite'
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row >= MODEL_FAILURE_LIMIT:
+            self.unloaded_reason = (f'model dropped after {self._failed_in_a_row} failed ticks '
+                                    f'in a row (last: {failure}); PD steers')
+            self.policy = None
+            self._failed_in_a_row = 0
+        return math.nan, failure
 
     def _standby(self, now: float, reason: str, stale: list[str]) -> PilotOutput:
         self.engaged = False

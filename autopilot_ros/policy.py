@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from autopilot_ros.conventions import SIGN_CONVENTION_VERSION
-from autopilot_ros.features import FEATURE_SPEC_HASH, NUM_FEATURES, WINDOW_LENGTH
+from autopilot_ros.features import FEATURE_NAMES, FEATURE_SPEC_HASH, NUM_FEATURES, WINDOW_LENGTH
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'output'
@@ -31,6 +31,24 @@ def _dim_ok(dim: object, expected: int | None) -> bool:
         return dim is None or isinstance(dim, str) or dim == 1 or (isinstance(dim, int)
                                                                     and dim > 0)
     return dim == expected
+
+
+def exercise_windows(seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """Windows a model must survive at load: random rows, and every feature at +-5 alone."""
+    rng = np.random.default_rng(seed)
+    shape = (1, WINDOW_LENGTH, NUM_FEATURES)
+    windows = [(f'random rows #{k}', rng.normal(0.0, 1.0, shape).astype(np.float32))
+               for k in range(4)]
+    for i, name in enumerate(FEATURE_NAMES):
+        for value in (5.0, -5.0):
+            window = np.zeros(shape, dtype=np.float32)
+            window[0, :, i] = value
+            windows.append((f'{name} = {value:+g}', window))
+    return windows
+
+
+def _one_line(exc: BaseException) -> str:
+    return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 def file_sha256(path: str) -> str:
@@ -59,7 +77,7 @@ class OnnxPolicy:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: the pilot reports a failed run itself
         try:
             self.session = ort.InferenceSession(
                 self.path, sess_options=options, providers=['CPUExecutionProvider'])
@@ -123,7 +141,14 @@ class OnnxPolicy:
         self.rate_hz = model_rate
 
     def _warm_up(self, path: str, runs: int) -> None:
-        """First runs allocate and pick kernels; do it at load, not on a control tick."""
+        """Run the model before any tick does: to warm it up, and to see it fail here.
+
+        First runs allocate and pick kernels, so that happens at load. Then the model sees
+        windows that exercise it (seeded random rows, and each feature at +-5 in the model's
+        scaled units): one that raises or returns a malformed output on any of them is
+        refused, since a tick could meet the same input. A non-finite output there is left
+        to the pilot's per-tick guard; only a zero window must give a finite value.
+        """
         zeros = np.zeros((1, WINDOW_LENGTH, NUM_FEATURES), dtype=np.float32)
         try:
             for _ in range(max(1, runs)):
@@ -135,15 +160,30 @@ class OnnxPolicy:
                              'expected (1, 1)')
         if not np.isfinite(out).all():
             raise ModelError(f'{path}: output is not finite on a zero window')
+        for what, window in exercise_windows():
+            try:
+                out = self.session.run(None, {INPUT_NAME: window})[0]
+            except Exception as exc:
+                raise ModelError(f'{path}: fails to run on a window with {what}: '
+                                 f'{_one_line(exc)}') from None
+            if np.shape(out) != (1, 1):
+                raise ModelError(f'{path}: returned shape {np.shape(out)} for a window with '
+                                 f'{what}, expected (1, 1)')
         self._times.clear()
 
     def infer(self, window: np.ndarray) -> float:
-        """Raw model output for one [1, L, F] window (NaN passes through to the safety layer)."""
+        """Raw model output for one [1, L, F] window (NaN passes through to the safety layer).
+
+        Raises ModelError for an output that is not one value; the pilot turns any
+        exception into a fallback tick.
+        """
         start = time.perf_counter()
         out = self.session.run(None, {INPUT_NAME: window})[0]
         elapsed = time.perf_counter() - start
         self.last_inference_time = elapsed
         self._times.append(elapsed)
+        if np.shape(out) != (1, 1):
+            raise ModelError(f'output shape {np.shape(out)}, expected (1, 1)')
         return float(out[0, 0])
 
     def latency_percentiles(self) -> tuple[float, float]:

@@ -58,8 +58,13 @@ def status_msg(out: PilotOutput, stamp: Any, policy: Any = None) -> AutopilotSta
 
 
 def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float, stamp: Any,
-                    rates: dict[str, float]) -> DiagnosticArray:
-    """Two statuses: input freshness (ERROR when a required input is stale) and the pilot."""
+                    rates: dict[str, float], tick_age: float = 0.0,
+                    tick_limit: float = math.inf) -> DiagnosticArray:
+    """Two statuses: input freshness (ERROR when a required input is stale) and the pilot.
+
+    `tick_age`: wall seconds since the last control tick; over `tick_limit` the loop has
+    stopped (a simulator's /clock that stopped) and the pilot status is an ERROR.
+    """
     limits = pilot.config.limits.stale_limits
     inputs = DiagnosticStatus(name='autopilot: inputs', hardware_id=HARDWARE_ID)
     worst = DiagnosticStatus.OK
@@ -86,13 +91,20 @@ def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float
         KeyValue(key='inference p50 ms', value=f'{p50 * 1e3:.3f}'),
         KeyValue(key='inference p99 ms', value=f'{p99 * 1e3:.3f}'),
         KeyValue(key='rejected samples', value=str(pilot.rejected_samples)),
+        *(KeyValue(key=f'rejected samples: {reason}', value=str(count))
+          for reason, count in sorted(pilot.rejected_by_reason.items())),
         KeyValue(key='non-finite model outputs', value=str(pilot.nonfinite_outputs)),
+        KeyValue(key='model errors', value=str(pilot.model_errors)),
+        KeyValue(key='s since the last tick', value=f'{tick_age:.2f}'),
     ]
     # A loaded model that is not steering while the pilot is engaged is worth a warning.
     fallback = out is not None and out.engaged and out.policy != POLICY_MODEL \
         and policy is not None
     status.level = DiagnosticStatus.WARN if fallback else DiagnosticStatus.OK
     status.message = out.reason if (out and out.reason) else 'ok'
+    if tick_age > tick_limit:
+        status.level = DiagnosticStatus.ERROR
+        status.message = f'no control tick for {tick_age:.1f} s: its clock stopped'
     array = DiagnosticArray()
     array.header.stamp = stamp
     array.status = [inputs, status]

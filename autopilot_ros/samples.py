@@ -33,6 +33,9 @@ class ImuSample:
     accel_x: float  # m/s^2, includes gravity as an accelerometer measures it
     accel_y: float
     accel_z: float
+    # |q| of the orientation as received (1 when the IMU gives none: roll and pitch read 0);
+    # a quaternion far from unit length is a broken message, not an attitude.
+    orientation_norm: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +72,24 @@ def stamp_seconds(header: Any) -> float:
 
 
 def imu_from_msg(msg: Any) -> ImuSample:
+    """Roll and pitch from the normalised orientation; its norm is kept for the range check.
+
+    An all-zero quaternion is an IMU that gives no orientation (REP-145): roll and pitch 0.
+    """
     q = msg.orientation
-    roll, pitch = quaternion_to_roll_pitch(q.x, q.y, q.z, q.w)
+    norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+    if norm == 0.0:
+        roll = pitch = 0.0
+        norm = 1.0
+    elif math.isfinite(norm):
+        k = 1.0 if abs(norm - 1.0) < 1e-9 else 1.0 / norm  # unit as sent: read it as is
+        roll, pitch = quaternion_to_roll_pitch(q.x * k, q.y * k, q.z * k, q.w * k)
+    else:
+        roll = pitch = math.nan
     w = msg.angular_velocity
     a = msg.linear_acceleration
     return ImuSample(
-        stamp_seconds(msg.header), roll, pitch, w.x, w.y, w.z, a.x, a.y, a.z
+        stamp_seconds(msg.header), roll, pitch, w.x, w.y, w.z, a.x, a.y, a.z, norm
     )
 
 

@@ -70,10 +70,13 @@ def pytest_runtest_makereport(item, call):
 # -- ONNX model builders (onnx.helper; no torch) -------------------------------------------
 def make_onnx_model(path: pathlib.Path, *, feature: str = 'heading_error', gain: float = 1.0,
                     op: str = 'tanh', window: int | None = None, features: int | None = None,
-                    metadata: dict | None = None, bias: float = 0.0) -> pathlib.Path:
+                    metadata: dict | None = None, bias: float = 0.0,
+                    band: tuple[float, float] = (0.25, 0.35)) -> pathlib.Path:
     """A model whose output is op(gain * last_row[feature] + bias).
 
-    op: 'tanh', 'sqrt_neg' (sqrt(-x): NaN for x > 0), 'constant' (bias only).
+    op: 'tanh', 'sqrt_neg' (sqrt(-x): NaN for x > 0), 'constant' (bias only),
+    'raise_in_band': 0.1, but a Gather index out of range (ONNX Runtime raises) while
+    lo < x < hi for band=(lo, hi) - a model that fails only on some inputs.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -106,6 +109,17 @@ def make_onnx_model(path: pathlib.Path, *, feature: str = 'heading_error', gain:
     elif op == 'sqrt_neg':
         nodes.append(helper.make_node('Neg', ['y'], ['neg']))
         nodes.append(helper.make_node('Sqrt', ['neg'], ['output']))
+    elif op == 'raise_in_band':
+        inits += [helper.make_tensor('lo', TensorProto.FLOAT, [], [band[0]]),
+                  helper.make_tensor('hi', TensorProto.FLOAT, [], [band[1]]),
+                  helper.make_tensor('five', TensorProto.INT64, [], [5]),
+                  helper.make_tensor('table', TensorProto.FLOAT, [2], [0.1, 0.1])]
+        nodes += [helper.make_node('Greater', ['y', 'lo'], ['above']),
+                  helper.make_node('Less', ['y', 'hi'], ['below']),
+                  helper.make_node('And', ['above', 'below'], ['inside']),
+                  helper.make_node('Cast', ['inside'], ['inside_i'], to=TensorProto.INT64),
+                  helper.make_node('Mul', ['inside_i', 'five'], ['index']),
+                  helper.make_node('Gather', ['table', 'index'], ['output'], axis=0)]
     elif op == 'constant':
         nodes.append(helper.make_node('Mul', ['y', 'zero'], ['y0']))
         nodes.append(helper.make_node('Add', ['y0', 'bias'], ['output']))

@@ -1,6 +1,7 @@
 """Features, window, ONNX policy, safety layer and the Pilot, without ROS."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from autopilot_ros.features import (
     build_features,
     spec_hash,
 )
+from autopilot_ros.inputs import Rejected, check_sample, input_of, trusted_stamp
 from autopilot_ros.pilot import (
     POLICY_FALLBACK_PD,
     POLICY_MODEL,
@@ -26,7 +28,13 @@ from autopilot_ros.pilot import (
 )
 from autopilot_ros.policy import ModelError, OnnxPolicy
 from autopilot_ros.safety import SafetyLayer, SafetyLimits
-from autopilot_ros.samples import HeadingSample, ImuSample, RudderSample, WindSample
+from autopilot_ros.samples import (
+    HeadingSample,
+    ImuSample,
+    RudderSample,
+    WindSample,
+    imu_from_msg,
+)
 from autopilot_ros.window import FeatureWindow
 
 DEG = math.pi / 180
@@ -174,12 +182,16 @@ def test_model_nan_output_falls_back_to_pd_and_command_stays_finite(model_factor
     # sqrt(-error): fine for negative error, NaN for positive error.
     pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory(op='sqrt_neg')), 10.0))
     pilot.set_mode('compass', 0.2)  # target to starboard: error > 0 -> NaN
-    outs = run(pilot, 3.0, heading=0.0)
+    outs = run(pilot, 2.5, heading=0.0)
     last = outs[-1]
     assert last.policy == POLICY_FALLBACK_PD and 'not finite' in last.reason
     assert all(math.isfinite(o.command) for o in outs)
     assert last.command > 0  # PD still steers towards the target
-    assert pilot.nonfinite_outputs > 0
+    assert pilot.nonfinite_outputs == 6 and pilot.policy is not None
+    # Ten failed ticks in a row: the model is dropped, PD steers, and the pilot says why.
+    outs = run(pilot, 0.5, heading=0.0, t0=last.stamp)
+    assert pilot.policy is None and 'dropped after 10 failed ticks' in pilot.unloaded_reason
+    assert outs[-1].policy == POLICY_FALLBACK_PD and outs[-1].reason == 'no model loaded'
 
 
 def test_standby_without_heading_and_pd_when_imu_goes_stale(model_factory):
@@ -299,3 +311,107 @@ def test_features_are_written_by_name_whatever_the_order_of_the_spec():
               'rudder_angle': 0.25, 'sin_wind_target': math.sin(0.9)}
     for name, value in expect.items():
         assert row[INDEX[name]] == pytest.approx(value, abs=1e-5), name
+
+
+def test_a_model_that_raises_on_some_inputs_is_one_fallback_tick_each_then_dropped(
+        model_factory):
+    """Fails only for a heading error in (0.25, 0.35): loads, then raises at sea."""
+    policy = OnnxPolicy(str(model_factory(op='raise_in_band')), 10.0)
+    pilot = Pilot(PilotConfig(), policy)
+    pilot.set_mode('compass', 0.1)  # error 0.1: outside the band, the model steers
+    outs = run(pilot, 2.5, heading=0.0)
+    assert outs[-1].policy == POLICY_MODEL and outs[-1].command > 0
+    pilot.set_mode('compass', 0.3)  # error 0.3: every inference raises
+    outs = run(pilot, 0.5, heading=0.0, t0=outs[-1].stamp)
+    failed = [o for o in outs if 'model failed: ' in o.reason]
+    assert failed and all(o.policy == POLICY_FALLBACK_PD for o in failed)
+    assert 'InvalidArgument' in failed[0].reason or 'indices' in failed[0].reason.lower()
+    assert all(math.isfinite(o.command) for o in outs) and pilot.model_errors == len(failed)
+    assert pilot.policy is policy  # five failures are a fallback, not yet a broken model
+    run(pilot, 0.5, heading=0.0, t0=outs[-1].stamp)
+    assert pilot.policy is None and 'model failed' in pilot.unloaded_reason
+
+
+def test_a_model_that_raises_for_either_sign_of_a_feature_is_refused_at_load(model_factory):
+    """The load check runs every feature at +-5: a model failing there never steers."""
+    path = model_factory(op='raise_in_band', band=(4.0, 6.0))
+    with pytest.raises(ModelError, match=r'fails to run on a window with heading_error = \+5'):
+        OnnxPolicy(str(path), 10.0)
+    path = model_factory(op='raise_in_band', feature='roll', band=(-6.0, -4.0))
+    with pytest.raises(ModelError, match=r'roll = -5'):
+        OnnxPolicy(str(path), 10.0)
+
+
+@pytest.mark.parametrize('sample, reason', [
+    (WindSample(1.0, 0.5, 1e39), 'out of range'),  # overflows float32
+    (WindSample(1.0, 0.5, -1.0), 'out of range'),
+    (WindSample(1.0, math.nan, 5.0), 'non-finite'),
+    (RudderSample(1.0, 50.0), 'out of range'),
+    (ImuSample(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1e39, 0.0, GRAVITY), 'out of range'),
+    (ImuSample(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, GRAVITY, 2.0), 'out of range'),
+    (ImuSample(1.0, 0.0, 0.0, 0.0, 0.0, math.inf, 0.0, 0.0, GRAVITY), 'non-finite'),
+])
+def test_absurd_readings_are_dropped_and_counted_by_reason(sample, reason):
+    pilot = Pilot()
+    assert not pilot.update(sample)
+    assert pilot.rejected_by_reason == {reason: 1}
+    assert pilot.inputs.last_rejection[0].value == reason
+    assert getattr(pilot.inputs, input_of(sample).name) is None
+
+
+def _imu_msg(x: float, y: float, z: float, w: float):
+    """An Imu-shaped message (the converters read attributes only, as from rosbags)."""
+    vec = SimpleNamespace
+    return SimpleNamespace(
+        header=SimpleNamespace(stamp=SimpleNamespace(sec=5, nanosec=0)),
+        orientation=vec(x=x, y=y, z=z, w=w), angular_velocity=vec(x=0.0, y=0.0, z=0.0),
+        linear_acceleration=vec(x=0.0, y=0.0, z=GRAVITY))
+
+
+def test_a_quaternion_far_from_unit_length_is_dropped_and_a_missing_one_reads_level():
+    from autopilot_ros.conventions import roll_pitch_to_quaternion
+
+    q = roll_pitch_to_quaternion(0.2, -0.1)
+    sample = imu_from_msg(_imu_msg(*(2 * c for c in q)))  # twice unit length
+    assert check_sample(sample)[0] is Rejected.IMPLAUSIBLE
+    slightly_off = imu_from_msg(_imu_msg(*(1.02 * c for c in q)))  # normalised, then used
+    assert check_sample(slightly_off) is None
+    assert slightly_off.roll == pytest.approx(0.2) and slightly_off.pitch == pytest.approx(-0.1)
+    missing = imu_from_msg(_imu_msg(0.0, 0.0, 0.0, 0.0))  # REP-145: no orientation given
+    assert check_sample(missing) is None and (missing.roll, missing.pitch) == (0.0, 0.0)
+    broken = imu_from_msg(_imu_msg(math.inf, 0.0, 0.0, 1.0))  # was roll 135 deg, pitch 90
+    assert check_sample(broken)[0] is Rejected.NONFINITE
+
+
+def test_rates_span_a_minimum_interval_so_close_stamps_cannot_make_them_absurd():
+    state = InputState()
+    state.update(HeadingSample(10.0, 1.0))
+    state.update(HeadingSample(10.000001, 1.1))  # 1 us later: 100,000 rad/s if taken as is
+    assert state.heading_rate == 0.0 and state.heading.heading == 1.1
+    state.update(HeadingSample(10.1, 1.2))  # the rate spans the 0.1 s from the first
+    assert state.heading_rate == pytest.approx(2.0)
+
+
+def test_a_stamp_is_trusted_only_where_it_cannot_make_a_reading_look_younger():
+    now, tol = 100.0, 0.05
+    assert trusted_stamp(99.7, now, tol) == (99.7, True)  # a late message is as old as it is
+    assert trusted_stamp(100.03, now, tol) == (100.0, True)  # a little ahead: counts as now
+    assert trusted_stamp(100.5, now, tol) == (100.0, False)  # further ahead: receive time
+    assert trusted_stamp(98.5, now, tol) == (100.0, False)  # sender's clock far behind
+    assert trusted_stamp(0.0, now, tol) == (100.0, False)
+
+
+def test_extreme_but_plausible_readings_keep_the_window_finite(model_factory):
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory()), 10.0))
+    pilot.set_mode('wind_awa', 0.5)
+    t = 0.0
+    for k in range(30):
+        t += 0.1
+        pilot.update(ImuSample(t, 3.0, 1.5, 10.0, -10.0, 10.0 * (-1) ** k, 100.0, -100.0,
+                               100.0))
+        pilot.update(HeadingSample(t + 0.0001 * k, (k % 2) * 3.0))
+        pilot.update(WindSample(t, (-1) ** k * 3.1, 75.0))
+        pilot.update(RudderSample(t, (-1) ** k * 1.2))
+        out = pilot.step(t)
+    assert pilot.rejected_samples == 0 and pilot.window.full
+    assert np.isfinite(pilot.window.array()).all() and math.isfinite(out.command)

@@ -10,6 +10,7 @@ import pathlib
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip('rclpy')  # ROS: `make test`; `make test-core` (pip route) has none
@@ -233,6 +234,53 @@ def test_nan_inputs_never_reach_the_rudder(spinner, wait, model_factory):
     assert node.pilot.rejected_samples > 0
     # With every reading rejected, the inputs go stale and the pilot stands by.
     assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_STANDBY)
+
+
+def test_a_model_that_raises_at_sea_falls_back_each_tick_then_is_dropped(spinner, wait,
+                                                                           model_factory):
+    """The model raises for a heading error in (0.25, 0.35); the node must keep steering."""
+    node, boat = _start(spinner, model_factory(op='raise_in_band'), target=0.1)
+    assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
+                timeout=15.0)
+    sha = boat.last_status().model_sha256
+    n_before = len(boat.statuses)
+    assert _set_params(spinner, wait, {'target': 0.3})[0].successful  # error 0.3: it raises
+    assert wait(lambda: 'model failed: ' in boat.last_status().reason, timeout=5.0)
+    failed = next(s for _, s in boat.statuses[n_before:] if 'model failed' in s.reason)
+    assert failed.policy == AutopilotStatus.POLICY_FALLBACK_PD and failed.model_sha256 == sha
+    assert math.isfinite(failed.command) and failed.engaged
+    # Ten failed ticks in a row: dropped with a logged reason, PD steers on, commands flow.
+    assert wait(lambda: boat.last_status().model_sha256 == '', timeout=10.0)
+    count = len(boat.commands)
+    assert wait(lambda: len(boat.commands) >= count + 10, timeout=5.0)
+    last = boat.commands[-1]
+    assert last.engaged and last.policy == RudderCommand.POLICY_FALLBACK_PD and last.command > 0
+    assert node.pilot.model_errors >= 10 and node.pilot.policy is None
+
+
+def test_use_sim_time_cannot_be_switched_on_under_a_running_pilot(spinner, wait,
+                                                                  model_factory):
+    """Switched at run time with no /clock, the loop used to stop with nothing said."""
+    node, boat = _start(spinner, model_factory())
+    assert wait(lambda: len(boat.commands) > 5, timeout=15.0)
+    results = _set_params(spinner, wait, {'use_sim_time': True})
+    assert not results[0].successful and 'use_sim_time is fixed' in results[0].reason
+    assert node.get_parameter('use_sim_time').value is False
+    count = len(boat.commands)
+    assert wait(lambda: len(boat.commands) >= count + 10, timeout=5.0)  # still 10 Hz
+
+
+def test_absurd_readings_are_dropped_and_counted_apart_from_non_finite(spinner, wait,
+                                                                       model_factory):
+    node, boat = _start(spinner, model_factory())
+    assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
+                timeout=15.0)
+    boat.values['aws'] = 1e39  # finite in float64, inf in the model's float32 window
+    assert wait(lambda: node.pilot.rejected_by_reason.get('out of range', 0) > 5)
+    assert node.pilot.rejected_by_reason.get('non-finite', 0) == 0
+    assert wait(lambda: 'wind' in boat.last_status().stale_inputs, timeout=5.0)  # 3 s limit
+    assert np.isfinite(node.pilot.window.array()).all()
+    assert all(math.isfinite(c.command) for c in boat.commands)
 
 
 def test_slew_limit_holds_against_a_model_that_jumps_end_to_end(spinner, wait,

@@ -72,6 +72,9 @@ def test_params_file_is_a_valid_ros_parameters_file():
     params = data['/**/autopilot']['ros__parameters']  # the node in any namespace
     assert params['rate_hz'] == 10.0
     assert params['mode'] in ('standby', 'compass', 'wind_awa', 'wind_twa')
+    # The shipped file states the defaults of the one inputs table, for every input.
+    from autopilot_ros.inputs import DEFAULT_STALE_LIMITS
+    assert params['stale_limit'] == DEFAULT_STALE_LIMITS
 
 
 def test_generated_messages_sit_beside_the_hand_written_modules():
@@ -89,6 +92,7 @@ def test_pure_modules_import_without_rclpy():
         'import autopilot_ros.conventions, autopilot_ros.features, autopilot_ros.window\n'
         'import autopilot_ros.policy, autopilot_ros.pilot, autopilot_ros.safety\n'
         'import autopilot_ros.samples, autopilot_ros.pd_pilot, autopilot_ros.sim.evaluate\n'
+        'import autopilot_ros.inputs, autopilot_ros.status, autopilot_ros.sim.loop\n'
         'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
         'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'
         'print("ok")\n')
