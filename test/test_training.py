@@ -323,3 +323,27 @@ def test_simulate_refuses_a_used_folder(tmp_path: Path):
     run = cli('simulate', '--out', 'bags', cwd=tmp_path)
     assert run.returncode == 2 and 'not an empty folder' in run.stderr
     assert (tmp_path / 'bags' / 'keep.txt').read_text() == 'mine'
+
+
+def test_a_recording_spanning_years_is_refused_not_replayed():
+    """Two clocks in one bag: one line, at once, instead of a tick grid of tens of GiB."""
+    import time
+
+    rec = synthetic()
+    rec.samples['heading'].append(HeadingSample(2**30, 1.0))  # bit 30 of sec: 34 years
+    rec.end_time = 2.0**30
+    start = time.perf_counter()
+    with pytest.raises(DatasetError, match=r'^synthetic: its samples span .* more than the 24 h'
+                       ) as err:
+        build_recording(rec, DatasetConfig())
+    assert '\n' not in str(err.value) and time.perf_counter() - start < 1.0
+
+
+def test_replay_rows_follow_the_data_not_the_length():
+    """20 s of inputs in a 6 h recording: rows for about 20 s (grown in chunks), not 6 h."""
+    rec = synthetic(20.0)
+    rec.end_time = 6 * 3600.0
+    data = build_recording(rec, DatasetConfig())
+    assert data.reports[0].ticks == 6 * 36000 + 1
+    assert len(data.rows) < 250 and len(data) == len(build_recording(synthetic(20.0),
+                                                                      DatasetConfig()))

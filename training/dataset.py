@@ -14,7 +14,7 @@ first reason that applies, so the user sees what their recording gave.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 import math
 
@@ -145,11 +145,39 @@ class Dataset:
         }
 
 
-def _tick_times(rec: Recording, rate_hz: float) -> np.ndarray:
-    """The control grid: from the first sample, every 1/rate, to the last sample."""
+# The longest recording replayed. The tick grid spans a recording's stamps, so a corrupt
+# stamp or two clocks in one bag (the reader drops isolated bad stamps, not a topic on
+# another clock) would make it years long: billions of ticks, tens of GiB and hours of
+# replay. A day is more than any one recording session (ros2 bag record
+# --max-bag-duration splits longer passages), and its replay stays small: ticks are made
+# one at a time and feature rows are stored only as the Pilot pushes them (a few tens of
+# MB for a day at 10 Hz).
+MAX_RECORDING_S = 24 * 3600.0
+_ROWS_CHUNK = 4096  # feature rows allocated at a time
+
+
+def _tick_count(rec: Recording, rate_hz: float, name: str) -> int:
+    """Ticks of the control grid; DatasetError for a recording longer than a day."""
+    span = rec.end_time - rec.start_time
+    if not math.isfinite(span) or span > MAX_RECORDING_S:
+        raise DatasetError(
+            f'{name}: its samples span {span:.0f} s ({span / 86400.0:.3g} days), more than '
+            f'the {MAX_RECORDING_S / 3600.0:g} h a recording may last (stamps from '
+            f'{rec.start_time:.9g} to {rec.end_time:.9g} s): the sensors stamp on different '
+            'clocks, or the bag holds corrupt stamps. Fix the clocks or leave the bag out; '
+            'split long passages (ros2 bag record --max-bag-duration).')
+    return max(0, int(math.floor(span * rate_hz + 1e-9)) + 1)
+
+
+def _tick_times(rec: Recording, rate_hz: float, n: int | None = None) -> Iterator[float]:
+    """The control grid: from the first sample, every 1/rate, to the last sample.
+
+    Made one tick at a time (the same floats as start + np.arange(n) / rate).
+    """
     start = rec.start_time
-    n = int(math.floor((rec.end_time - start) * rate_hz + 1e-9)) + 1
-    return start + np.arange(n) / rate_hz
+    if n is None:
+        n = _tick_count(rec, rate_hz, str(rec.path))
+    return (start + k / rate_hz for k in range(n))
 
 
 def _merged_samples(rec: Recording) -> list:
@@ -205,17 +233,19 @@ def build_recording(rec: Recording, config: DatasetConfig, *, group: int = 0,
     pilot = Pilot(PilotConfig(rate_hz=config.rate_hz))
     samples = _merged_samples(rec)
     label = labels or _label_fn(rec, config)
-    ticks = _tick_times(rec, config.rate_hz)
-    report = RecordingReport(name, rec.duration, len(ticks), 0)
+    n_ticks = _tick_count(rec, config.rate_hz, name)
+    report = RecordingReport(name, rec.duration, n_ticks, 0)
 
-    rows = np.zeros((len(ticks), NUM_FEATURES), dtype=np.float32)
+    # Rows grow in chunks as the Pilot pushes them (at most one per tick, none while the
+    # inputs are stale), so memory follows the data, not the length of the recording.
+    rows = np.zeros((min(n_ticks, _ROWS_CHUNK), NUM_FEATURES), dtype=np.float32)
     n_rows = 0
     ends, ys, stamps = [], [], []
     pushes = pilot.window.pushes
     current: tuple[str, float] | None = None
     changed_at = -math.inf
     si = 0
-    for t in ticks.tolist():
+    for t in _tick_times(rec, config.rate_hz, n_ticks):
         while si < len(samples) and samples[si].stamp <= t + 1e-9:
             pilot.update(samples[si])
             si += 1
@@ -241,6 +271,10 @@ def build_recording(rec: Recording, config: DatasetConfig, *, group: int = 0,
         out = pilot.step(t)
         if pilot.window.pushes != pushes:
             pushes = pilot.window.pushes
+            if n_rows == len(rows):
+                grow = min(max(len(rows), _ROWS_CHUNK), n_ticks - len(rows))
+                rows = np.concatenate([rows, np.zeros((max(1, grow), NUM_FEATURES),
+                                                      dtype=np.float32)])
             rows[n_rows] = pilot.window.array()[0, -1]
             n_rows += 1
         reason = _drop_reason(config, pilot, out, mode, engaged, t, changed_at)

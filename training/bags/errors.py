@@ -18,3 +18,11 @@ class TopicMapError(BagError, ValueError):
 def _one_line(exc: BaseException) -> str:
     """An exception's text on one line (YAML and SQLite errors span several)."""
     return ' '.join(str(exc).split())
+
+
+def _os_error(path: object, exc: OSError) -> str:
+    """One line for an OS error met reading a bag: the path, the file and the problem."""
+    what = exc.strerror or _one_line(exc) or type(exc).__name__
+    where = f' {exc.filename}' if exc.filename and str(exc.filename) != str(path) else ''
+    return (f'{path}: cannot read{where} ({what}). Check that the bag is a readable folder '
+            'or file (permissions, a broken link, the disk).')

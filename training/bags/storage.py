@@ -15,6 +15,7 @@ import enum
 import os
 from pathlib import Path
 import re
+import stat
 import tempfile
 from typing import Any
 
@@ -22,7 +23,7 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.storage_mcap import McapReader
 
-from autopilot_ros.training.bags.errors import BagError, _one_line
+from autopilot_ros.training.bags.errors import BagError, _one_line, _os_error
 from autopilot_ros.training.bags.salvage import (
     _MCAP_MAGIC,
     SalvageReader,
@@ -99,22 +100,36 @@ def _is_bag(path: Path) -> bool:
         (path.is_file() and path.suffix in _SUFFIX_STORAGE)
 
 
-def find_bags(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def find_bags(paths: Iterable[str | os.PathLike[str]], *,
+              unreadable: list[str] | None = None) -> list[Path]:
     """Bags under the given paths: bag directories, .db3/.mcap files, folders of them.
 
     A directory with metadata.yaml is one bag (its files are not listed again); other
     directories are walked, and each loose .db3/.mcap file found is a bag of its own.
+    Folders the walk cannot read are left out; pass a list as `unreadable` to get them
+    ('path (reason)'). A given path that cannot be examined at all is a BagError.
     """
     found: list[Path] = []
+
+    def walk_error(exc: OSError) -> None:
+        if unreadable is not None:
+            where = exc.filename if exc.filename is not None else '?'
+            unreadable.append(f'{where} ({exc.strerror or _one_line(exc)})')
+
     for item in paths:
         path = Path(item).expanduser()
-        if not path.exists():
+        try:
+            exists = path.exists()
+            is_bag = exists and (_is_bag(path) or path.is_file())
+        except OSError as exc:
+            raise BagError(_os_error(path, exc)) from None
+        if not exists:
             raise BagError(f'{path}: no such file or directory. Check the path to the bags.')
-        if _is_bag(path) or path.is_file():
+        if is_bag:
             found.append(path)
             continue
         here_found: list[Path] = []
-        for root, dirs, files in os.walk(path):
+        for root, dirs, files in os.walk(path, onerror=walk_error):
             here = Path(root)
             if 'metadata.yaml' in files:
                 here_found.append(here)
@@ -123,6 +138,34 @@ def find_bags(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             here_found += (here / f for f in files if Path(f).suffix in _SUFFIX_STORAGE)
         found += sorted(here_found, key=lambda x: [_natural_key(Path(p)) for p in x.parts])
     return list(dict.fromkeys(found))
+
+
+def _check_connections(reader: Reader) -> None:
+    """Raise (closing the reader) when what rosbags read has fields of the wrong type.
+
+    rosbags takes metadata.yaml and a database's topics table as they are; a damaged one
+    can give a message count that is a string or a type hash that is a mapping. The caller
+    then reads the storage files directly, as for any bag rosbags cannot open.
+    """
+    bad = [repr(c.topic)[:60] for c in reader.connections
+           if not (isinstance(c.topic, str) and isinstance(c.msgtype, str)
+                   and isinstance(c.digest, str) and isinstance(c.msgcount, int)
+                   and not isinstance(c.msgcount, bool) and c.msgcount >= 0)]
+    if bad:
+        with suppress(Exception):
+            reader.close()
+        raise ValueError(f'invalid fields for topic(s) {", ".join(bad)}')
+
+
+def _special_files(folder: Path) -> list[str]:
+    """Names in a bag folder that are pipes, sockets or devices (links followed)."""
+    names = []
+    for entry in folder.iterdir():
+        with suppress(OSError):  # a broken link is not special: opening it fails at once
+            mode = entry.stat().st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                names.append(entry.name)
+    return sorted(names)
 
 
 def _open_file(path: Path, stack: ExitStack, warnings: list[str]) -> _Source:
@@ -143,6 +186,7 @@ def _open_file(path: Path, stack: ExitStack, warnings: list[str]) -> _Source:
         try:
             reader = Reader(real)
             reader.open()
+            _check_connections(reader)
         except Exception as exc:  # noqa: BLE001 - rosbags gave up: try to salvage the rows
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix='autopilot_bag_')))
@@ -172,6 +216,7 @@ def _open_file(path: Path, stack: ExitStack, warnings: list[str]) -> _Source:
     try:
         reader = Reader(path)
         reader.open()
+        _check_connections(reader)
     except Exception as exc:  # noqa: BLE001 - no footer/summary: read it record by record
         salvage = _McapSalvage(path)
         try:
@@ -239,6 +284,17 @@ def _open_bag(path: Path, stack: ExitStack, warnings: list[str]) -> list[_Source
                         'was lost); read the storage files directly.')
         return _open_files(path, files, stack, warnings)
 
+    special = _special_files(path)
+    if special:
+        # rosbags would open what metadata.yaml names, and opening a pipe waits forever.
+        names = ', '.join(special)
+        if not files:
+            raise BagError(f'{path}: {names} is not a regular file (a pipe, socket or '
+                           'device) and the bag holds no plain .db3 or .mcap file. Copy the '
+                           "bag's files themselves into the folder.")
+        warnings.append(f'{path}: {names} is not a regular file (a pipe, socket or device); '
+                        'read the plain storage files directly.')
+        return _open_files(path, files, stack, warnings)
     wal = [x for x in files if x.with_name(x.name + '-wal').is_file()
            and x.with_name(x.name + '-wal').stat().st_size > 0]
     if wal:
@@ -246,6 +302,7 @@ def _open_bag(path: Path, stack: ExitStack, warnings: list[str]) -> list[_Source
     try:
         reader = Reader(path)
         reader.open()
+        _check_connections(reader)
     except PermissionError as exc:
         raise BagError(f'{path}: permission denied ({_one_line(exc)}).') from None
     except Exception as exc:  # noqa: BLE001 - metadata or storage unusable: read files
