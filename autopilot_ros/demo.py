@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     share = get_package_share_directory('autopilot_ros')
     lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
-    model = args.model if args.model is not None else default_model_path(share)
+    model = default_model_path(share) if args.model is None else \
+        os.path.abspath(args.model) if args.model else ''  # '': the PD pilot alone
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if os.path.exists(out):
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = [
         subprocess.Popen([str(lib / 'autopilot_node'), '--ros-args', '--params-file',
                           default_params_file(share), '-p', f"model_path:='{model}'",
+                          '-p', f"allowed_model_dirs:=['{os.path.dirname(model) or share}']",
                           '-p', 'use_sim_time:=true'], stdout=logs, stderr=subprocess.STDOUT),
         subprocess.Popen([str(lib / 'sim_node'), '--ros-args', '-p',
                           f'scenario:={args.scenarios}', '-p', f'seed:={args.seed}',

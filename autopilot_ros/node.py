@@ -13,9 +13,12 @@ much and never skips one.
 
 import dataclasses
 import math
+import os
+import signal
 import threading
 import time
 
+from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -29,7 +32,13 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    LivelinessPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
 
@@ -44,7 +53,7 @@ from autopilot_ros.inputs import (
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
 from autopilot_ros.pd_pilot import PDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
-from autopilot_ros.policy import ModelError, OnnxPolicy
+from autopilot_ros.policy import ModelError, OnnxPolicy, check_model_path
 from autopilot_ros.ros_messages import (
     RATE_WINDOW,
     command_msg,
@@ -55,6 +64,12 @@ from autopilot_ros.ros_messages import (
     status_msg,
 )
 from autopilot_ros.safety import SafetyLimits
+from autopilot_ros.status import command_valid_for, released_output
+
+
+def _course(mode: str, target: float) -> str:
+    """'compass 90.0 deg' or 'standby': a mode and target as a log line says them."""
+    return mode if mode == 'standby' else f'{mode} {math.degrees(target):.1f} deg'
 
 
 def _range(lo: float, hi: float, description: str, read_only: bool = False):
@@ -63,9 +78,35 @@ def _range(lo: float, hi: float, description: str, read_only: bool = False):
         floating_point_range=[FloatingPointRange(from_value=lo, to_value=hi, step=0.0)])
 
 
-# The command and status streams: every message matters to a rudder driver and a logger.
-RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+def command_qos_profile(valid_for: float) -> QoSProfile:
+    """The command contract's QoS (docs/design.md, Topics), for rudder_command and status.
+
+    Reliable, depth 10, and two promises a rudder driver can hold the node to: a message at
+    least every `valid_for` seconds (deadline) from a process that is alive (AUTOMATIC
+    liveliness, lease `valid_for`). DDS matches an offered deadline or lease with any
+    request of the same length or longer, so a driver asking for 0.3 s at 10 Hz matches
+    and is told (deadline missed, liveliness lost) when the stream stops - also after a
+    kill -9, which no final command can announce. No lifespan: it compares the two hosts'
+    clocks and would drop every command when they disagree.
+    """
+    period = Duration(nanoseconds=round(valid_for * 1e9))
+    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, deadline=period,
+                      liveliness=LivelinessPolicy.AUTOMATIC,
+                      liveliness_lease_duration=period)
+
+
+# rclpy runs a Python signal handler only when the executor's wait returns: this bounds the
+# wait, and so how long SIGINT or SIGTERM waits for the final command (main()).
+SIGNAL_POLL = 0.1  # s
+# How long the final command waits for every reliable subscriber's acknowledgement before
+# the node exits anyway. Fast DDS acknowledges on the writer's heartbeat, every 3 s by
+# default (measured here: 2.1 s after SIGTERM), not on delivery.
+FINAL_COMMAND_ACK_TIMEOUT = 3.5  # s
+
+
 DIAGNOSTICS_PERIOD = 1.0  # s, as diagnostic_aggregator expects
+# Where a sailor's own models go by default (allowed_model_dirs), beside the shipped one.
+USER_MODEL_DIR = '~/.local/share/autopilot_ros/models'
 TICK_SILENCE_LIMIT = 1.0  # wall s without a control tick before diagnostics say ERROR
 MARKERS_PERIOD = 0.25  # s: a few Hz is enough for rviz
 
@@ -74,7 +115,7 @@ class AutopilotNode(Node):
     """Parameters, subscriptions and publishers around one Pilot (docs/design.md)."""
 
     def __init__(self, *, sensor_qos: QoSProfile = qos_profile_sensor_data,
-                 command_qos: QoSProfile = RELIABLE_QOS, **kwargs) -> None:
+                 command_qos: QoSProfile | None = None, **kwargs) -> None:
         super().__init__('autopilot', **kwargs)
         self._lock = threading.Lock()
         self._declare_parameters()
@@ -85,14 +126,15 @@ class AutopilotNode(Node):
         self._last_policy = None
         self._last_output = None
         self._staged_policy = KEEP  # a model loaded by the on-set callback, until applied
+        self._unload_logged = ''  # the pilot's last drop of its model, once logged
         self._rx = {name: [] for name in INPUT_NAMES}  # receive times for rate estimates
         self._skew_warned = set()
         path = self._param('model_path')
         if path:
             try:
-                self.pilot.reconfigure(policy=OnnxPolicy(path, config.rate_hz))
+                self.pilot.reconfigure(policy=self._load_model(path, config.rate_hz))
                 self.get_logger().info(f'model loaded: {self.pilot.policy.identity}')
-            except ModelError as exc:
+            except (ModelError, ValueError) as exc:
                 self.get_logger().error(f'model refused, steering with the PD pilot: {exc}')
         else:
             self.get_logger().warning('no model_path: steering with the PD pilot')
@@ -105,6 +147,13 @@ class AutopilotNode(Node):
             self.create_subscription(message_class(spec.msg_type), spec.name,
                                      self._subscriber(spec), sensor_qos,
                                      callback_group=sensors)
+        # The command contract (msg/RudderCommand.msg): a sequence number per command and a
+        # validity period, offered as the QoS deadline and liveliness lease too (the default
+        # command_qos, also used by autopilot/status so a display can tell the pilot died).
+        self.command_valid_for = command_valid_for(config.rate_hz)
+        self._command_sequence = 0  # the next command's RudderCommand.sequence
+        if command_qos is None:
+            command_qos = command_qos_profile(self.command_valid_for)
         self.command_pub = self.create_publisher(RudderCommand, 'rudder_command', command_qos)
         self.status_pub = self.create_publisher(AutopilotStatus, 'autopilot/status',
                                                 command_qos)
@@ -145,6 +194,18 @@ class AutopilotNode(Node):
         d('max_rudder_rate', 0.5, _range(0.01, 10.0, 'slew limit, normalised per second'))
         for name, limit in DEFAULT_STALE_LIMITS.items():
             d(f'stale_limit.{name}', limit, _range(0.05, 60.0, f'seconds until {name} is stale'))
+        d('inference_budget', 0.03, _range(
+            0.001, 0.5, 's one inference may take (less than a tick): a slower model is '
+                        'refused at load, a late answer is a PD tick'))
+        d('max_model_mb', 50.0, _range(0.1, 2000.0, 'larger model files are refused unread'))
+        share = get_package_share_directory('autopilot_ros')
+        d('allowed_model_dirs', [os.path.join(share, 'resource'), USER_MODEL_DIR],
+          ParameterDescriptor(read_only=True,
+                              description='folders models may be loaded from (symbolic links '
+                                          'resolved; not world-writable); set at launch only'))
+        d('model_sha256', '', ParameterDescriptor(
+            read_only=True, description='if set, only the model file with this SHA-256 is '
+                                        'loaded; set at launch only'))
         d('stamp_future_tolerance', 0.05, _range(
             0.0, 1.0, 's a header stamp may lead the node clock; further ahead, or zero, or '
                       'over 1 s behind, the receive time is used'))
@@ -183,45 +244,75 @@ class AutopilotNode(Node):
             config = self._config_from_parameters(new)
             if 'model_path' in new:
                 path = new['model_path']
-                self._staged_policy = OnnxPolicy(path, config.rate_hz) if path else None
+                self._staged_policy = self._load_model(path, config.rate_hz, new) \
+                    if path else None
         except (ValueError, TypeError, ModelError) as exc:
             self.get_logger().error(f'parameter change refused: {exc}')
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
+    def _load_model(self, path: str, rate_hz: float, overrides: dict | None = None):
+        """An OnnxPolicy under this node's budget and size limit; ModelError if refused."""
+        def get(name):
+            return (overrides or {}).get(name, self._param(name))
+        budget = get('inference_budget')
+        if not budget < 1.0 / rate_hz:
+            raise ValueError(f'inference_budget {budget} s is not under one tick '
+                             f'({1.0 / rate_hz:g} s)')
+        real = check_model_path(path, get('allowed_model_dirs'))
+        return OnnxPolicy(real, rate_hz, budget=budget, max_bytes=int(get('max_model_mb') * 1e6),
+                          expected_sha256=get('model_sha256'))
+
     def _apply_parameters(self, params: list[Parameter]) -> None:
-        """Post-set: the parameters now hold the accepted values; hand them to the pilot."""
+        """Post-set: the parameters now hold the accepted values; hand them to the pilot.
+
+        Every change of who steers to what is logged with the old and new values: a log
+        that says when the target moved, and from what, is how a skipper finds out why.
+        """
         names = {p.name for p in params}
         policy, self._staged_policy = self._staged_policy, KEEP
         with self._lock:
-            self.pilot.reconfigure(
+            pilot = self.pilot
+            before = (pilot.mode, pilot.target, pilot.hand_steering, pilot.policy)
+            pilot.reconfigure(
                 config=self._config_from_parameters(), mode=self._param('mode'),
                 target=self._param('target'), policy=policy if 'model_path' in names else KEEP,
                 hand_steering=self._param('hand_steering') if 'hand_steering' in names
                 else None)
+            after = (pilot.mode, pilot.target, pilot.hand_steering, pilot.policy)
+        log = self.get_logger().info
+        if before[:2] != after[:2]:
+            log(f'steering: {_course(*before[:2])} -> {_course(*after[:2])}')
+        if before[2] != after[2]:
+            log(f'hand_steering: {before[2]} -> {after[2]}')
         if 'model_path' in names:
-            self.get_logger().info(
-                f'model swapped in: {policy.identity}' if policy else 'model unloaded: PD only')
+            old = before[3].identity if before[3] else 'none (PD)'
+            log(f'model: {old} -> ' + (policy.identity if policy else 'none: PD only'))
 
     def _on_engage(self, request: SetBool.Request, response: SetBool.Response):
-        """Engage on the current heading (compass mode) or go to standby."""
+        """Engage on the current heading (compass mode) or go to standby.
+
+        Through the mode and target parameters, so it is checked, applied and logged like
+        any other change and the parameters always say what the pilot does.
+        """
         with self._lock:
             heading = self.pilot.inputs.heading
-            if not request.data:
-                self.pilot.reconfigure(mode='standby', target=0.0)
-                response.success, response.message = True, 'standby'
-            elif self.pilot.mode != 'standby':
-                response.success, response.message = True, f'already engaged ({self.pilot.mode})'
-            elif heading is None:
-                response.success, response.message = False, 'no heading: cannot engage'
-            else:
-                self.pilot.reconfigure(mode='compass', target=wrap_2pi(heading.heading))
-                response.success = True
-                response.message = f'compass {math.degrees(heading.heading):.0f} deg'
-        if response.success:
-            mode, target = self.pilot.mode, self.pilot.target
-            self.set_parameters([Parameter('mode', value=mode),
-                                 Parameter('target', value=target)])
+            mode = self.pilot.mode
+        if not request.data:
+            change, message = ('standby', 0.0), 'standby'
+        elif mode != 'standby':
+            response.success, response.message = True, f'already engaged ({mode})'
+            return response
+        elif heading is None:
+            response.success, response.message = False, 'no heading: cannot engage'
+            return response
+        else:
+            change = ('compass', wrap_2pi(heading.heading))
+            message = f'compass {math.degrees(change[1]):.0f} deg'
+        result = self.set_parameters([Parameter('mode', value=change[0]),
+                                      Parameter('target', value=change[1])])[0]
+        response.success = result.successful
+        response.message = message if result.successful else result.reason
         return response
 
     # -- inputs and the tick ------------------------------------------------------------
@@ -270,17 +361,44 @@ class AutopilotNode(Node):
         with self._lock:
             out = self.pilot.step(now.nanoseconds * 1e-9)
             policy = self.pilot.policy
-            unloaded, self.pilot.unloaded_reason = self.pilot.unloaded_reason, ''
+            unloaded = self.pilot.unloaded_reason
         self._last_output = out
-        if unloaded:
-            self.get_logger().error(unloaded)
+        if unloaded != self._unload_logged:
+            self._unload_logged = unloaded
+            if unloaded:
+                self.get_logger().error(unloaded)
         stamp = now.to_msg()
-        self.command_pub.publish(command_msg(out, stamp))
+        self.command_pub.publish(self._command_msg(out, stamp))
         self.status_pub.publish(status_msg(out, stamp, policy))
         if out.policy != self._last_policy:
             self.get_logger().info(f'policy: {POLICY_NAMES[out.policy]}'
                                    + (f' ({out.reason})' if out.reason else ''))
             self._last_policy = out.policy
+
+    # -- the command contract -------------------------------------------------------------
+    def _command_msg(self, out, stamp) -> RudderCommand:
+        """The next command: the tick's output with the next sequence number."""
+        msg = command_msg(out, stamp, sequence=self._command_sequence,
+                          valid_for=self.command_valid_for)
+        self._command_sequence += 1
+        return msg
+
+    def release_helm(self, reason: str,
+                     ack_timeout: float = FINAL_COMMAND_ACK_TIMEOUT) -> RudderCommand:
+        """Publish one final disengaged command (shutdown) and wait for its delivery.
+
+        The driver then lets go of the rudder at once instead of after the deadline. Call it
+        when nothing ticks any more: it takes the next sequence number.
+        """
+        now = self.get_clock().now()
+        msg = self._command_msg(released_output(now.nanoseconds * 1e-9, reason), now.to_msg())
+        self.command_pub.publish(msg)
+        acked = self.command_pub.wait_for_all_acked(Duration(seconds=ack_timeout))
+        self.get_logger().warning(
+            f'{reason}: published the final command (sequence {msg.sequence}, engaged false, '
+            'rudder released)' + ('' if acked else f'; not acknowledged by every subscriber '
+                                                   f'within {ack_timeout:g} s'))
+        return msg
 
     # -- diagnostics and rviz -----------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -294,9 +412,10 @@ class AutopilotNode(Node):
                 f'no control tick for {tick_age:.1f} s: the clock the loop runs on stopped '
                 '(use_sim_time with no /clock?); no commands are published',
                 throttle_duration_sec=10.0)
+        publishers = {spec.name: self.count_publishers(spec.name) for spec in INPUTS}
         self.diag_pub.publish(diagnostics_msg(
             self.pilot, self._last_output, now=now.nanoseconds * 1e-9, stamp=now.to_msg(),
-            rates=rates, tick_age=tick_age, tick_limit=limit))
+            rates=rates, tick_age=tick_age, tick_limit=limit, publishers=publishers))
 
     def _publish_markers(self) -> None:
         out = self._last_output
@@ -306,14 +425,36 @@ class AutopilotNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # rclpy's own SIGINT/SIGTERM handlers shut the context down at once, after which nothing
+    # can be published. These only ask the loop below to stop, so that the node can send the
+    # driver a final disengaged command first (kill -9 cannot be caught: the QoS deadline
+    # tells the driver then).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop: list[str] = []
+
+    def on_signal(signum: int, _frame) -> None:
+        stop.append(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
     node = AutopilotNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop and rclpy.ok():
+            executor.spin_once(timeout_sec=SIGNAL_POLL)
+        if stop:
+            node.release_helm(f'{stop[0]} received')
+    except ExternalShutdownException:
+        pass  # the context is gone: nothing can be published any more
+    except KeyboardInterrupt:
+        node.release_helm('KeyboardInterrupt')
+    except BaseException as exc:
+        try:
+            node.release_helm(f'{type(exc).__name__} escaped the executor ({exc})')
+        except Exception as release_exc:  # noqa: BLE001 - the first error is the one to see
+            node.get_logger().error(f'could not publish the final command: {release_exc}')
+        raise
     finally:
         executor.shutdown()
         node.destroy_node()

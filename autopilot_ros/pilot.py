@@ -96,7 +96,7 @@ class Pilot:
         self.nonfinite_outputs = 0
         self.model_errors = 0  # ticks on which the model raised or returned no single value
         self._failed_in_a_row = 0
-        # Why the pilot dropped its model by itself (the node logs it), '' while it has not.
+        # Why the pilot dropped its model by itself ('' until it does; cleared by set_policy).
         self.unloaded_reason = ''
 
     # -- inputs -------------------------------------------------------------------------
@@ -117,6 +117,8 @@ class Pilot:
 
     def set_policy(self, policy) -> None:
         """Swap the model between two ticks (None: PD only). The window is kept."""
+        if self.policy is not None and self.policy is not policy:
+            _close(self.policy)
         self.policy = policy
         self._failed_in_a_row = 0
         self.unloaded_reason = ''
@@ -247,6 +249,7 @@ class Pilot:
         if self._failed_in_a_row >= MODEL_FAILURE_LIMIT:
             self.unloaded_reason = (f'model dropped after {self._failed_in_a_row} failed ticks '
                                     f'in a row (last: {failure}); PD steers')
+            _close(self.policy)
             self.policy = None
             self._failed_in_a_row = 0
         return math.nan, failure
@@ -263,3 +266,10 @@ class Pilot:
 
     def _inference_time(self) -> float:
         return self.policy.last_inference_time if self.policy is not None else math.nan
+
+
+def _close(policy) -> None:
+    """Release what a policy holds (an OnnxPolicy's inference thread), if it holds any."""
+    close = getattr(policy, 'close', None)
+    if close is not None:
+        close()

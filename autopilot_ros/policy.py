@@ -6,9 +6,14 @@ the graph's input/output signature and the metadata written at export (docs/desi
 """
 
 from collections import deque
+from collections.abc import Sequence
+import concurrent.futures
 import hashlib
 import math
 import os
+import queue
+import stat
+import threading
 import time
 
 import numpy as np
@@ -18,6 +23,8 @@ from autopilot_ros.features import FEATURE_NAMES, FEATURE_SPEC_HASH, NUM_FEATURE
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'output'
+# At load, the first run (which allocates) may take this many inference budgets.
+FIRST_RUN_ALLOWANCE = 10
 REQUIRED_METADATA = ('feature_spec_hash', 'window_length', 'rate_hz', 'sign_convention_version')
 
 
@@ -51,6 +58,26 @@ def _one_line(exc: BaseException) -> str:
     return ' '.join(str(exc).split()) or type(exc).__name__
 
 
+def check_model_path(path: str, allowed_dirs: Sequence[str]) -> str:
+    """The real path of a model the node may load; ModelError naming the rule it breaks.
+
+    Absolute, and (symbolic links resolved) inside one of `allowed_dirs`, in a folder and a
+    file that not everyone may write: a model from a world-writable place (/tmp) could have
+    been put there by anyone on the boat's network.
+    """
+    if not os.path.isabs(path):
+        raise ModelError(f'{path}: give the model as an absolute path')
+    real = os.path.realpath(path)
+    folders = [os.path.realpath(os.path.expanduser(d)) for d in allowed_dirs if d]
+    if not any(os.path.commonpath([real, folder]) == folder for folder in folders):
+        raise ModelError(f'{path}: not inside an allowed model folder ({", ".join(folders)}); '
+                         'copy it there or add its folder to allowed_model_dirs')
+    for where in (os.path.dirname(real), real):
+        if os.path.exists(where) and os.stat(where).st_mode & stat.S_IWOTH:
+            raise ModelError(f'{path}: {where} is writable by anyone; refusing to load from it')
+    return real
+
+
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -59,16 +86,64 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-class OnnxPolicy:
-    """Loads, validates and warms up one model; then `infer(window)` -> rudder in [-1, 1]."""
+class _Worker:
+    """One daemon thread running submitted calls in order: a model that never returns
+    cannot hold up the process's exit, as a ThreadPoolExecutor's thread would."""
 
-    def __init__(self, path: str, rate_hz: float | None = None, warmup_runs: int = 20) -> None:
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name='onnx-inference', daemon=True).start()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+
+class ModelTimeout(ModelError):
+    """The model gave no answer within its inference budget."""
+
+
+class OnnxPolicy:
+    """Loads, validates and warms up one model; then `infer(window)` -> rudder in [-1, 1].
+
+    `max_bytes` refuses a larger file before reading it. With a `budget` (seconds), a model
+    slower than that at load is refused, and at run time each inference runs on a worker
+    thread the caller waits for at most `budget`: a late answer is a ModelTimeout (the
+    pilot steers with PD that tick), never a late tick. Without one (evaluation, training)
+    inference runs in the caller's thread, so closed-loop runs stay deterministic.
+    """
+
+    def __init__(self, path: str, rate_hz: float | None = None, warmup_runs: int = 20, *,
+                 budget: float | None = None, max_bytes: int | None = None,
+                 expected_sha256: str = '') -> None:
         import onnxruntime as ort  # deferred: the pure modules import without it
 
         self.path = os.path.abspath(path)
         if not os.path.isfile(self.path):
             raise ModelError(f'{path}: no such model file')
+        size = os.path.getsize(self.path)
+        if max_bytes is not None and size > max_bytes:
+            raise ModelError(f'{path}: {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB '
+                             'limit for a model (not read)')
+        self.budget = budget
+        self._worker: _Worker | None = None
+        self._pending: concurrent.futures.Future | None = None
         self.sha256 = file_sha256(self.path)
+        if expected_sha256 and self.sha256 != expected_sha256.lower():
+            raise ModelError(f'{path}: sha256 {self.sha256[:12]}... is not the pinned '
+                             f'model_sha256 {expected_sha256[:12]}...')
         options = ort.SessionOptions()
         # One thread, no spinning: the Pi's other cores belong to the sensors and DDS, and a
         # 66k-parameter LSTM gains nothing from parallelism.
@@ -150,6 +225,8 @@ class OnnxPolicy:
         to the pilot's per-tick guard; only a zero window must give a finite value.
         """
         zeros = np.zeros((1, WINDOW_LENGTH, NUM_FEATURES), dtype=np.float32)
+        if self.budget is not None:
+            self._check_budget(path, zeros)
         try:
             for _ in range(max(1, runs)):
                 out = self.session.run(None, {INPUT_NAME: zeros})[0]
@@ -171,6 +248,29 @@ class OnnxPolicy:
                                  f'{what}, expected (1, 1)')
         self._times.clear()
 
+    def _check_budget(self, path: str, zeros: np.ndarray) -> None:
+        """Refuse a model slower than the budget, waiting at most a few budgets for it.
+
+        The trial runs go to the inference thread: the first (which allocates) may take
+        FIRST_RUN_ALLOWANCE budgets, the second must meet the budget. A model that takes
+        seconds is refused after a fraction of one, however long it would have run.
+        """
+        self._worker = _Worker()
+        for k, allowed in enumerate((FIRST_RUN_ALLOWANCE * self.budget, self.budget)):
+            start = time.perf_counter()
+            future = self._worker.submit(self.session.run, None, {INPUT_NAME: zeros})
+            try:
+                future.result(timeout=allowed)
+            except concurrent.futures.TimeoutError:
+                self.close()
+                took = time.perf_counter() - start
+                raise ModelError(f'{path}: no answer in {took * 1e3:.0f} ms at load (run '
+                                 f'{k + 1}), over the {self.budget * 1e3:.0f} ms inference '
+                                 'budget') from None
+            except Exception as exc:
+                self.close()
+                raise ModelError(f'{path}: fails to run on a zero window: {exc}') from None
+
     def infer(self, window: np.ndarray) -> float:
         """Raw model output for one [1, L, F] window (NaN passes through to the safety layer).
 
@@ -178,13 +278,37 @@ class OnnxPolicy:
         exception into a fallback tick.
         """
         start = time.perf_counter()
-        out = self.session.run(None, {INPUT_NAME: window})[0]
+        if self.budget is None:
+            out = self.session.run(None, {INPUT_NAME: window})[0]
+        else:
+            out = self._run_within_budget(window)
         elapsed = time.perf_counter() - start
         self.last_inference_time = elapsed
         self._times.append(elapsed)
         if np.shape(out) != (1, 1):
             raise ModelError(f'output shape {np.shape(out)}, expected (1, 1)')
         return float(out[0, 0])
+
+    def _run_within_budget(self, window: np.ndarray) -> np.ndarray:
+        """Run on the worker thread; wait at most the budget (ORT releases the GIL)."""
+        if self._pending is not None and not self._pending.done():
+            raise ModelTimeout('still busy with an inference that missed its budget')
+        if self._worker is None:
+            self._worker = _Worker()
+        # A copy: the window is a view of a buffer the next tick writes into.
+        self._pending = self._worker.submit(
+            self.session.run, None, {INPUT_NAME: window.copy()})
+        try:
+            return self._pending.result(timeout=self.budget)[0]
+        except concurrent.futures.TimeoutError:
+            raise ModelTimeout(f'no answer within the {self.budget * 1e3:.0f} ms budget'
+                               ) from None
+
+    def close(self) -> None:
+        """Let the worker thread go (a late inference finishes on its own)."""
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     def latency_percentiles(self) -> tuple[float, float]:
         """(p50, p99) inference time in seconds over the last 1000 runs (NaN if none)."""

@@ -39,11 +39,13 @@ def receive_rate(times: Sequence[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def command_msg(out: PilotOutput, stamp: Any) -> RudderCommand:
+def command_msg(out: PilotOutput, stamp: Any, *, sequence: int,
+                valid_for: float) -> RudderCommand:
+    """The tick's command; the node passes its sequence counter and the validity period."""
     msg = RudderCommand()
     msg.header.stamp = stamp
     msg.header.frame_id = BASE_FRAME
-    fill_command_msg(msg, out)
+    fill_command_msg(msg, out, sequence=sequence, valid_for=valid_for)
     return msg
 
 
@@ -59,11 +61,14 @@ def status_msg(out: PilotOutput, stamp: Any, policy: Any = None) -> AutopilotSta
 
 def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float, stamp: Any,
                     rates: dict[str, float], tick_age: float = 0.0,
-                    tick_limit: float = math.inf) -> DiagnosticArray:
+                    tick_limit: float = math.inf,
+                    publishers: dict[str, int] | None = None) -> DiagnosticArray:
     """Two statuses: input freshness (ERROR when a required input is stale) and the pilot.
 
     `tick_age`: wall seconds since the last control tick; over `tick_limit` the loop has
     stopped (a simulator's /clock that stopped) and the pilot status is an ERROR.
+    `publishers`: publishers per input topic; more than one is a WARN (a spoofer, or a
+    second instrument wired to the same topic: either way the pilot reads both).
     """
     limits = pilot.config.limits.stale_limits
     inputs = DiagnosticStatus(name='autopilot: inputs', hardware_id=HARDWARE_ID)
@@ -78,6 +83,13 @@ def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float
             worst = max(worst, level)
     inputs.level = worst
     inputs.message = 'all fresh' if worst == DiagnosticStatus.OK else 'stale inputs'
+    crowded = {name: n for name, n in (publishers or {}).items() if n > 1}
+    for name, count in (publishers or {}).items():
+        inputs.values.append(KeyValue(key=f'{name} publishers', value=str(count)))
+    if crowded:
+        inputs.level = max(inputs.level, DiagnosticStatus.WARN)
+        inputs.message += '; more than one publisher on ' + ', '.join(
+            f'{name} ({n})' for name, n in crowded.items())
 
     out = last_output
     policy = pilot.policy
@@ -102,6 +114,9 @@ def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float
         and policy is not None
     status.level = DiagnosticStatus.WARN if fallback else DiagnosticStatus.OK
     status.message = out.reason if (out and out.reason) else 'ok'
+    if pilot.unloaded_reason:
+        status.level = DiagnosticStatus.WARN
+        status.message = pilot.unloaded_reason
     if tick_age > tick_limit:
         status.level = DiagnosticStatus.ERROR
         status.message = f'no control tick for {tick_age:.1f} s: its clock stopped'

@@ -61,11 +61,38 @@ def fill_status_msg(msg: Any, out: PilotOutput, *, model_path: str = '',
     msg.stale_inputs = list(out.stale_inputs)
 
 
-def fill_command_msg(msg: Any, out: PilotOutput) -> None:
-    """A RudderCommand from one tick's output (the header is the caller's)."""
+# How long a command may be acted on after its stamp, in control periods (RudderCommand
+# `valid_for`); the node offers a QoS deadline and liveliness lease of the same length.
+COMMAND_VALID_PERIODS = 3
+SEQUENCE_MODULUS = 2 ** 32  # RudderCommand.sequence is a uint32
+
+
+def command_valid_for(rate_hz: float) -> float:
+    """Seconds a command stays valid at this control rate (0.3 s at 10 Hz)."""
+    return COMMAND_VALID_PERIODS / rate_hz
+
+
+def fill_command_msg(msg: Any, out: PilotOutput, *, sequence: int,
+                     valid_for: float) -> None:
+    """A RudderCommand from one tick's output (the header is the caller's).
+
+    `sequence` is the publisher's count of commands sent (the node owns the counter) and
+    `valid_for` how long the command may be acted on (`command_valid_for`).
+    """
     msg.command = out.command
     msg.engaged = out.engaged
     msg.policy = out.policy
+    msg.sequence = sequence % SEQUENCE_MODULUS
+    msg.valid_for = valid_for
+
+
+def released_output(stamp: float, reason: str) -> PilotOutput:
+    """The tick output of a pilot that lets go of the helm for good (node shutdown)."""
+    return PilotOutput(
+        stamp=stamp, command=0.0, raw_command=math.nan, engaged=False,
+        policy=POLICY_STANDBY, reason=reason, mode='standby', target=0.0,
+        target_heading=math.nan, heading_error=math.nan, window_fill=0, stale_inputs=[],
+        inference_time=math.nan)
 
 
 def output_of_status(sample: StatusSample) -> PilotOutput:

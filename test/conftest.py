@@ -71,12 +71,14 @@ def pytest_runtest_makereport(item, call):
 def make_onnx_model(path: pathlib.Path, *, feature: str = 'heading_error', gain: float = 1.0,
                     op: str = 'tanh', window: int | None = None, features: int | None = None,
                     metadata: dict | None = None, bias: float = 0.0,
-                    band: tuple[float, float] = (0.25, 0.35)) -> pathlib.Path:
+                    band: tuple[float, float] = (0.25, 0.35), work: int = 8) -> pathlib.Path:
     """A model whose output is op(gain * last_row[feature] + bias).
 
     op: 'tanh', 'sqrt_neg' (sqrt(-x): NaN for x > 0), 'constant' (bias only),
     'raise_in_band': 0.1, but a Gather index out of range (ONNX Runtime raises) while
-    lo < x < hi for band=(lo, hi) - a model that fails only on some inputs.
+    lo < x < hi for band=(lo, hi) - a model that fails only on some inputs;
+    'slow_in_band': tanh(x), after `work` 384 x 384 matrix products while lo < x < hi - a
+    model that is slow only on some inputs.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -120,6 +122,29 @@ def make_onnx_model(path: pathlib.Path, *, feature: str = 'heading_error', gain:
                   helper.make_node('Cast', ['inside'], ['inside_i'], to=TensorProto.INT64),
                   helper.make_node('Mul', ['inside_i', 'five'], ['index']),
                   helper.make_node('Gather', ['table', 'index'], ['output'], axis=0)]
+    elif op == 'slow_in_band':
+        n = 384  # a chain of `work` n x n matrix products that ONNX Runtime cannot fold
+        inits += [helper.make_tensor('lo', TensorProto.FLOAT, [], [band[0]]),
+                  helper.make_tensor('hi', TensorProto.FLOAT, [], [band[1]]),
+                  helper.make_tensor('big', TensorProto.FLOAT, [n, n], [1e-3] * (n * n))]
+        heavy = [helper.make_node('Mul', ['big', 'ymax'], ['m0'])]
+        for k in range(work):
+            heavy.append(helper.make_node('MatMul', [f'm{k}', 'big'], [f'm{k + 1}']))
+        heavy += [helper.make_node('ReduceSum', [f'm{work}'], ['total'], keepdims=0),
+                  helper.make_node('Mul', ['total', 'zero'], ['nothing']),
+                  helper.make_node('Add', ['y', 'nothing'], ['slow_out'])]
+        out_info = helper.make_tensor_value_info
+        slow = helper.make_graph(heavy, 'slow', [], [out_info('slow_out', TensorProto.FLOAT,
+                                                              None)])
+        fast = helper.make_graph([helper.make_node('Identity', ['y'], ['fast_out'])], 'fast',
+                                 [], [out_info('fast_out', TensorProto.FLOAT, None)])
+        nodes += [helper.make_node('ReduceMax', ['y'], ['ymax'], keepdims=0),
+                  helper.make_node('Greater', ['ymax', 'lo'], ['above']),
+                  helper.make_node('Less', ['ymax', 'hi'], ['below']),
+                  helper.make_node('And', ['above', 'below'], ['inside']),
+                  helper.make_node('If', ['inside'], ['raw'], then_branch=slow,
+                                   else_branch=fast),
+                  helper.make_node('Tanh', ['raw'], ['output'])]
     elif op == 'constant':
         nodes.append(helper.make_node('Mul', ['y', 'zero'], ['y0']))
         nodes.append(helper.make_node('Add', ['y0', 'bias'], ['output']))

@@ -164,7 +164,8 @@ def test_command_and_status_are_read_when_present(tmp_path: Path, storage: str) 
     with bags.BagWriter(tmp_path / 'bag', storage) as writer:
         write_inputs(writer)
         cmd = types['autopilot_ros/msg/RudderCommand'](
-            header=writer.header(T0 + 0.5), command=-0.25, engaged=True, policy=1)
+            header=writer.header(T0 + 0.5), command=-0.25, engaged=True, policy=1,
+            sequence=12, valid_for=0.3)
         writer.write('/rudder_command', cmd, int((T0 + 0.5) * 1e9))
         status = types['autopilot_ros/msg/AutopilotStatus'](
             header=writer.header(T0 + 0.5), mode='compass', engaged=True, target=1.0,
@@ -440,6 +441,37 @@ def test_bag_written_with_another_heading_definition(tmp_path: Path) -> None:
     assert any("bag's own definition" in w for w in rec.warnings)
 
 
+# RudderCommand.msg before it carried `sequence` and `valid_for` (the command contract).
+OLD_RUDDER_COMMAND = """std_msgs/Header header
+float64 command
+bool engaged
+uint8 policy
+uint8 POLICY_STANDBY=0
+uint8 POLICY_MODEL=1
+uint8 POLICY_FALLBACK_PD=2
+"""
+
+
+def test_bag_written_with_the_rudder_command_before_sequence_and_valid_for(
+        tmp_path: Path) -> None:
+    """rudder_command bags of older versions still read: the reader takes header and command."""
+    store = bags._base_store()
+    typedefs = bags._package_typedefs()
+    typedefs.pop('autopilot_ros/msg/RudderCommand')
+    store.register(typedefs)
+    store.register(get_types_from_msg(OLD_RUDDER_COMMAND, 'autopilot_ros/msg/RudderCommand'))
+    assert 'sequence' not in {name for name, _ in
+                              store.fielddefs['autopilot_ros/msg/RudderCommand'][1]}
+    with bags.BagWriter(tmp_path / 'bag', 'mcap', typestore=store) as writer:
+        write_inputs(writer)
+        cmd = store.types['autopilot_ros/msg/RudderCommand'](
+            header=writer.header(T0 + 0.5), command=0.4, engaged=True, policy=2)
+        writer.write('/rudder_command', cmd, int((T0 + 0.5) * 1e9))
+    rec = bags.read_bag(tmp_path / 'bag')
+    assert rec.rudder_command == [RudderSample(pytest.approx(T0 + 0.5), 0.4)]
+    assert any("bag's own definition" in w and '/rudder_command' in w for w in rec.warnings)
+
+
 # --------------------------------------------------------------------------- cut recordings
 
 
@@ -590,3 +622,244 @@ def test_written_bag_is_standard_rosbag2(tmp_path: Path, storage: str) -> None:
         conn = next(c for c in reader.connections if c.topic == '/heading')
         _, _, raw = next(reader.messages([conn]))
         assert store.deserialize_cdr(raw, 'autopilot_ros/msg/Heading').is_true_north is False
+
+
+# ------------------------------------------------------------------------ input that cannot hurt
+
+
+@pytest.mark.parametrize('storage', STORAGES)
+def test_one_flipped_stamp_is_dropped_not_a_recording_of_years(tmp_path: Path,
+                                                                storage: str) -> None:
+    """A flipped bit in one IMU header stamp (+2^40 ns, 18 min): dropped with a warning."""
+    data = make_samples()
+    good = data['imu'][17]
+    data['imu'][17] = replace_stamp(good, good.stamp + 2**40 / 1e9)
+    events = sorted((s for lst in data.values() for s in lst), key=lambda s: s.stamp)
+    with bags.BagWriter(tmp_path / 'bag', storage) as writer:
+        for sample in events:  # received when it was really sent
+            stamp = good.stamp if sample is data['imu'][17] else sample.stamp
+            writer.write_sample(sample, stamp_ns=round(stamp * 1e9))
+    rec = bags.read_bag(tmp_path / 'bag')
+    assert len(rec.imu) == len(data['imu']) - 1
+    assert data['imu'][17].stamp not in [s.stamp for s in rec.imu]
+    assert rec.duration == pytest.approx(0.02 * (len(data['imu']) - 1))
+    assert any('/imu: dropped 1 of 60 messages whose header stamp is implausible' in w
+               for w in rec.warnings)
+    assert rec.message_counts['/imu'] == 60  # read, then dropped: the count says so
+
+
+def test_stamps_on_another_clock_are_kept_and_a_flip_among_them_is_not(tmp_path: Path) -> None:
+    """use_sim_time on the nodes only: header stamps from 0, receive times from T0.
+
+    Every stamp is far off the receive clock, but in series with its neighbours: kept. One
+    of them flipped by years is off both clocks: dropped.
+    """
+    data = make_samples()
+    events = sorted((s for lst in data.values() for s in lst), key=lambda s: s.stamp)
+    with bags.BagWriter(tmp_path / 'bag', 'mcap') as writer:
+        for k, sample in enumerate(events):
+            sim = replace_stamp(sample, sample.stamp - T0 + 5.0)
+            if sample is data['wind'][3]:
+                sim = replace_stamp(sample, sim.stamp + 2**30)  # bit 30 of sec: 34 years
+            writer.write_sample(sim, stamp_ns=round(T0 * 1e9) + k * 1_000_000)
+    rec = bags.read_bag(tmp_path / 'bag')
+    assert len(rec.imu) == 60 and len(rec.heading) == 12 and len(rec.wind) == 11
+    assert rec.start_time == pytest.approx(5.0) and rec.duration == pytest.approx(1.18)
+    assert [w for w in rec.warnings if 'implausible' in w] == [
+        w for w in rec.warnings if w.startswith('/wind: dropped 1 of 12')]
+
+
+def replace_stamp(sample: object, stamp: float) -> object:
+    import dataclasses
+
+    return dataclasses.replace(sample, stamp=stamp)
+
+
+def test_os_errors_reading_a_bag_are_one_bag_error(tmp_path: Path) -> None:
+    """An OS error (here one that root meets too: a name too long) is one clear line."""
+    too_long = tmp_path / ('b' * 300)
+    for call in (bags.read_bag, bags.read_bags, lambda p: bags.find_bags([p])):
+        with pytest.raises(bags.BagError) as err:
+            call(too_long)
+        assert str(too_long) in str(err.value) and 'File name too long' in str(err.value)
+        assert '\n' not in str(err.value)
+
+
+def test_unreadable_bag_folder_is_one_bag_error(tmp_path: Path) -> None:
+    """chmod 000 on a bag folder; skipped where permissions do not bind (root)."""
+    import os
+
+    write_bag(tmp_path / 'bag', 'mcap')
+    os.chmod(tmp_path / 'bag', 0)
+    try:
+        try:
+            os.listdir(tmp_path / 'bag')
+        except PermissionError:
+            pass
+        else:
+            pytest.skip('permissions do not bind here (root); see the simulated walk test')
+        with pytest.raises(bags.BagError, match=r'/bag: cannot read.*Permission denied'):
+            bags.read_bag(tmp_path / 'bag')
+    finally:
+        os.chmod(tmp_path / 'bag', 0o755)
+
+
+def test_unreadable_folders_in_the_walk_are_listed(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.walk skips a folder it cannot list: say so (simulated: root reads any folder)."""
+    import os
+
+    write_bag(tmp_path / 'trip' / 'a', 'mcap')
+    (tmp_path / 'locked').mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path: object = '.') -> object:
+        if Path(os.fsdecode(path)).name == 'locked':
+            raise PermissionError(13, 'Permission denied', os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, 'scandir', scandir)
+    unreadable: list[str] = []
+    assert bags.find_bags([tmp_path], unreadable=unreadable) == [tmp_path / 'trip' / 'a']
+    assert unreadable == [f'{tmp_path / "locked"} (Permission denied)']
+    recs = bags.read_bags(tmp_path)
+    assert recs[0].warnings == [f'skipped an unreadable folder: {tmp_path / "locked"} '
+                                '(Permission denied); bags in it were not read. Check its '
+                                'permissions.']
+    with pytest.raises(bags.BagError, match=r'no rosbag2 bags found under .*could not read '
+                       r'folder\(s\): .*locked \(Permission denied\)'):
+        bags.read_bags(tmp_path / 'locked')
+
+
+def test_a_pipe_in_place_of_the_storage_file_does_not_hang(tmp_path: Path) -> None:
+    """metadata.yaml names bag.mcap, and bag.mcap is a FIFO: opening it would wait forever."""
+    import os
+
+    write_bag(tmp_path / 'bag', 'mcap')
+    (tmp_path / 'bag' / 'bag.mcap').unlink()
+    os.mkfifo(tmp_path / 'bag' / 'bag.mcap')
+    with pytest.raises(bags.BagError, match=r'bag\.mcap is not a regular file'):
+        bags.read_bag(tmp_path / 'bag')
+    with pytest.raises(bags.BagError, match=r'not a regular file or directory'):
+        bags.read_bag(tmp_path / 'bag' / 'bag.mcap')
+
+
+# The fuzz driver runs in a child process under an address-space limit: a damaged bag that
+# made the reader (or the replay) allocate without bound ends as a MemoryError, a crash.
+FUZZ_MEMORY_LIMIT = 2 << 30
+FUZZ_CASE_SECONDS = 10.0
+FUZZ_DRIVER = r"""
+import hashlib, json, random, resource, shutil, sys, time, traceback
+from pathlib import Path
+sys.path.append(sys.argv[1])  # for test_bags' bag makers (cwd is not the repo)
+import test_bags
+from autopilot_ros.training import bags
+from autopilot_ros.training.dataset import DatasetConfig, DatasetError, build_recording
+
+work, seed, per_storage = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+def damage(rng, raw):
+    raw = bytearray(raw)
+    kind = rng.choice(['flip', 'flip', 'truncate', 'zero', 'swap'])
+    if not raw:
+        return kind, bytes(raw)
+    if kind == 'flip':
+        for _ in range(rng.randint(1, 8)):
+            i = rng.randrange(len(raw))
+            raw[i] ^= 1 << rng.randrange(8)
+    elif kind == 'truncate':
+        del raw[rng.randrange(len(raw)):]
+    elif kind == 'zero':
+        i = rng.randrange(len(raw))
+        raw[i:i + rng.randint(1, 256)] = bytes(len(raw[i:i + rng.randint(1, 256)]))
+    else:
+        n = rng.randint(1, 16)
+        i, j = rng.randrange(len(raw)), rng.randrange(len(raw))
+        a, b = raw[i:i + n], raw[j:j + n]
+        if len(a) == len(b):
+            raw[i:i + n], raw[j:j + n] = b, a
+    return kind, bytes(raw)
+
+config = DatasetConfig(fixed_mode='compass', fixed_target=1.0)
+counts = {'read': 0, 'refused': 0, 'crashed': 0}
+crashes, slowest, kinds, replay_refused = [], 0.0, {}, 0
+pristine = {}
+for storage in ('sqlite3', 'mcap'):
+    bag = work / f'pristine_{storage}'
+    test_bags.write_bag(bag, storage, test_bags.make_samples(n_imu=200, every=5))
+    pristine[bag] = digest(bag)
+rng = random.Random(seed)
+start = time.perf_counter()
+for case in range(2 * per_storage):
+    storage = ('sqlite3', 'mcap')[case % 2]
+    bag = work / f'pristine_{storage}'
+    target = work / f'case_{case}'
+    shutil.copytree(bag, target)
+    storage_file = target / f'pristine_{storage}{".db3" if storage == "sqlite3" else ".mcap"}'
+    victim = storage_file if rng.random() < 0.7 else target / 'metadata.yaml'
+    kind, raw = damage(rng, victim.read_bytes())
+    victim.write_bytes(raw)
+    kinds[kind] = kinds.get(kind, 0) + 1
+    path = storage_file if victim == storage_file and rng.random() < 0.3 else target
+    before = digest(target)
+    t0 = time.perf_counter()
+    try:
+        rec = bags.read_bag(path)
+        try:
+            build_recording(rec, config)
+        except DatasetError:
+            replay_refused += 1
+        counts['read'] += 1
+    except bags.BagError as exc:
+        assert '\n' not in str(exc), str(exc)
+        counts['refused'] += 1
+    except BaseException as exc:  # noqa: BLE001 - what the fuzz is looking for
+        counts['crashed'] += 1
+        crashes.append(f'case {case} ({storage}, {kind} {victim.name}): '
+                       f'{type(exc).__name__}: {exc}'[:300] + traceback.format_exc()[-600:])
+    slowest = max(slowest, time.perf_counter() - t0)
+    assert digest(target) == before, f'case {case}: the reader modified the damaged bag'
+    shutil.rmtree(target)
+untouched = all(digest(bag) == want for bag, want in pristine.items())
+print(json.dumps({**counts, 'cases': 2 * per_storage, 'kinds': kinds,
+                  'replay_refused': replay_refused,
+                  'seconds': round(time.perf_counter() - start, 1),
+                  'slowest_case_s': round(slowest, 2), 'untouched': untouched,
+                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                  'crashes': crashes[:5]}))
+"""
+
+
+def test_fuzzed_bags_read_or_refuse_within_bounds(tmp_path: Path) -> None:
+    """Seeded damage to real bags of both storages: read (with warnings) or BagError only.
+
+    Bit flips, truncations, zeroed ranges and swapped bytes, in the storage file or in
+    metadata.yaml; every bag that reads is also replayed into windows. Nothing else may be
+    raised, no case may take long or allocate beyond the child's address-space limit, and
+    neither the damaged copies nor the originals are modified.
+    """
+    import json
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (FUZZ_MEMORY_LIMIT, FUZZ_MEMORY_LIMIT))
+
+    run = subprocess.run(
+        [sys.executable, '-c', FUZZ_DRIVER, str(Path(__file__).parent), str(tmp_path), '20260',
+         '150'], capture_output=True, text=True, timeout=240, preexec_fn=limit, cwd=tmp_path,
+        env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"\nfuzz: {result['cases']} cases in {result['seconds']} s: read {result['read']}, "
+          f"refused {result['refused']}, crashed {result['crashed']} (slowest case "
+          f"{result['slowest_case_s']} s, peak {result['peak_rss_mb']} MB; replay refused "
+          f"{result['replay_refused']} of the read; damage {result['kinds']})")
+    assert result['crashed'] == 0, '\n'.join(result['crashes'])
+    assert result['read'] + result['refused'] == result['cases'] == 300
+    assert result['read'] > 0 and result['refused'] > 0
+    assert result['slowest_case_s'] < FUZZ_CASE_SECONDS
+    assert result['untouched']

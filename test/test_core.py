@@ -415,3 +415,39 @@ def test_extreme_but_plausible_readings_keep_the_window_finite(model_factory):
         out = pilot.step(t)
     assert pilot.rejected_samples == 0 and pilot.window.full
     assert np.isfinite(pilot.window.array()).all() and math.isfinite(out.command)
+
+
+def test_a_model_slower_than_its_budget_is_refused_at_load_within_two_runs(model_factory):
+    path = model_factory(op='slow_in_band', band=(-1.0, 1.0), work=40)  # slow on zeros too
+    with pytest.raises(ModelError, match=r'at load \(run [12]\), over the 2 ms inference budget'):
+        OnnxPolicy(str(path), 10.0, budget=0.002)
+    assert OnnxPolicy(str(path), 10.0).budget is None  # no budget: evaluation's choice
+
+
+def test_a_model_over_budget_at_sea_is_a_pd_tick_not_a_late_one_then_dropped(model_factory):
+    """Slow (about 20 ms) only for a heading error in (0.25, 0.35); budget 5 ms."""
+    policy = OnnxPolicy(str(model_factory(op='slow_in_band', work=40)), 10.0, budget=0.005)
+    pilot = Pilot(PilotConfig(), policy)
+    pilot.set_mode('compass', 0.1)
+    outs = run(pilot, 2.5, heading=0.0)
+    assert outs[-1].policy == POLICY_MODEL
+    pilot.set_mode('compass', 0.3)
+    outs = run(pilot, 0.5, heading=0.0, t0=outs[-1].stamp)
+    assert all(o.policy == POLICY_FALLBACK_PD and 'ModelTimeout' in o.reason for o in outs)
+    assert 'budget' in outs[0].reason and math.isfinite(outs[-1].command)
+    run(pilot, 0.6, heading=0.0, t0=outs[-1].stamp)
+    assert pilot.policy is None and 'budget' in pilot.unloaded_reason + outs[0].reason
+
+
+def test_a_model_file_over_the_size_limit_is_refused_before_it_is_read(model_factory):
+    path = model_factory()
+    with pytest.raises(ModelError, match=r'over the 0\.0 MB limit for a model \(not read\)'):
+        OnnxPolicy(str(path), 10.0, max_bytes=10)
+
+
+def test_a_pinned_model_loads_only_with_its_own_sha256(model_factory):
+    path = model_factory()
+    digest = OnnxPolicy(str(path), 10.0).sha256
+    assert OnnxPolicy(str(path), 10.0, expected_sha256=digest.upper()).sha256 == digest
+    with pytest.raises(ModelError, match='is not the pinned model_sha256'):
+        OnnxPolicy(str(path), 10.0, expected_sha256='0' * 64)

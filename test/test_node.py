@@ -85,6 +85,7 @@ class FakeBoat(Node):
 
 def _start(spinner, model: pathlib.Path | None, **params):
     overrides = [Parameter('model_path', value=str(model) if model else ''),
+                 Parameter('allowed_model_dirs', value=[str(model.parent) if model else '']),
                  Parameter('mode', value=params.pop('mode', 'compass')),
                  Parameter('target', value=params.pop('target', 0.3))]
     overrides += [Parameter(k, value=v) for k, v in params.items()]
@@ -104,6 +105,9 @@ def _set_params(spinner, wait, params: dict):
     for name, value in params.items():
         if isinstance(value, str):
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        elif isinstance(value, list):
+            pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
+                                string_array_value=value)
         elif isinstance(value, bool):
             pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
         else:
@@ -327,6 +331,7 @@ def test_installed_executable_runs_with_the_params_file_and_publishes_diagnostic
     log = open(tmp_path / 'node.log', 'w')  # noqa: SIM115
     proc = subprocess.Popen(
         [str(exe), '--ros-args', '--params-file', str(params), '-p', f'model_path:={model}',
+         '-p', f"allowed_model_dirs:=['{model.parent}']",
          '-p', 'mode:=compass', '-p', 'target:=0.5', '-r', '__ns:=/boat1'],
         stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     try:
@@ -360,3 +365,31 @@ def test_installed_executable_runs_with_the_params_file_and_publishes_diagnostic
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+def test_models_load_only_from_allowed_folders_and_changes_are_logged(
+        spinner, wait, model_factory, tmp_path, tmp_path_factory, capfd):
+    node, boat = _start(spinner, model_factory(op='constant', bias=0.2))  # allows tmp_path
+    assert wait(lambda: len(boat.commands) > 3, timeout=15.0)
+    outside = tmp_path_factory.mktemp('elsewhere')
+    stray = model_factory()
+    (outside / 'm.onnx').write_bytes(stray.read_bytes())
+    link = tmp_path / 'link.onnx'  # inside the allowed folder, pointing outside it
+    link.symlink_to(outside / 'm.onnx')
+    open_dir = tmp_path_factory.mktemp('open')
+    open_dir.chmod(0o777)
+    (open_dir / 'm.onnx').write_bytes(stray.read_bytes())
+    for path, words in ((outside / 'm.onnx', 'not inside an allowed model folder'),
+                        (link, 'not inside an allowed model folder'),
+                        ('m.onnx', 'absolute path')):
+        result = _set_params(spinner, wait, {'model_path': str(path)})[0]
+        assert not result.successful and words in result.reason, result.reason
+    result = _set_params(spinner, wait, {'allowed_model_dirs': ['/']})[0]
+    assert not result.successful  # read-only: the allowed folders are set at launch
+    node2 = spinner.add(AutopilotNode(context=spinner.executor.context, parameter_overrides=[
+        Parameter('model_path', value=str(open_dir / 'm.onnx')),
+        Parameter('allowed_model_dirs', value=[str(open_dir)])], namespace='other'))
+    assert node2.pilot.policy is None  # a world-writable folder: refused, PD steers
+    assert _set_params(spinner, wait, {'target': 1.0, 'mode': 'compass'})[0].successful
+    assert wait(lambda: 'steering: compass 17.2 deg -> compass 57.3 deg' in capfd.readouterr().err,
+                timeout=5.0)

@@ -128,12 +128,37 @@ def test_status_and_command_carry_the_tick_and_name_the_model(model_factory):
     assert list(status.stale_inputs) == ['speed', 'rudder_angle']
     assert status.header.frame_id == BASE_FRAME
     assert status_msg(out, STAMP, None).model_path == ''
-    command = command_msg(out, STAMP)
+    command = command_msg(out, STAMP, sequence=7, valid_for=0.3)
     assert (command.command, command.engaged, command.policy) == (
         out.command, True, POLICY_MODEL)
+    assert command.sequence == 7 and math.isclose(command.valid_for, 0.3, rel_tol=1e-6)
+    assert command.header.stamp == STAMP and command.header.frame_id == BASE_FRAME
+
+
+def test_the_command_contract_fields_and_the_final_release():
+    """sequence wraps like the uint32 it is; valid_for is 3 periods; release lets go."""
+    from autopilot_ros.pilot import POLICY_STANDBY
+    from autopilot_ros.status import command_valid_for, released_output
+
+    assert command_valid_for(10.0) == pytest.approx(0.3)
+    assert command_valid_for(20.0) == pytest.approx(0.15)
+    assert command_msg(output(), STAMP, sequence=2 ** 32 + 5, valid_for=0.3).sequence == 5
+    final = command_msg(released_output(10.0, 'SIGTERM received'), STAMP, sequence=42,
+                        valid_for=0.3)
+    assert (final.engaged, final.command, final.policy, final.sequence) == (
+        False, 0.0, POLICY_STANDBY, 42)
 
 
 def test_rates_and_message_classes_come_from_plain_data():
     assert receive_rate([]) == 0.0 and receive_rate([1.0, 1.0]) == 0.0
     assert receive_rate([0.0, 0.5, 1.0]) == 2.0
     assert message_class('sensor_msgs/msg/Imu') is Imu
+
+
+def test_a_second_publisher_on_an_input_topic_is_a_warning():
+    now = 100.0
+    inputs = statuses(diagnostics_msg(fed_pilot(now), None, now=now, stamp=STAMP, rates={},
+                                      publishers={'imu': 1, 'heading': 2}))['autopilot: inputs']
+    assert inputs.level == DiagnosticStatus.WARN
+    assert 'more than one publisher on heading (2)' in inputs.message
+    assert values(inputs)['heading publishers'] == '2'
