@@ -10,7 +10,6 @@ Prints the control tick interval (from the node's own status stamps) per phase.
     python -P bench/bench_node_robustness.py
 """
 
-import math
 import os
 import pathlib
 import sys
@@ -115,22 +114,20 @@ def intervals(stamps: list[float]) -> np.ndarray:
 def main() -> int:
     rclpy.init()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix='bench_robustness_'))
-    slow = slow_model(tmp / 'slow.onnx', 1)
-    start = time.perf_counter()
     import onnxruntime as ort
-    session = ort.InferenceSession(str(slow), providers=['CPUExecutionProvider'])
     window = np.zeros((1, WINDOW_LENGTH, NUM_FEATURES), np.float32)
-    session.run(None, {'input': window})
-    start = time.perf_counter()
-    session.run(None, {'input': window})
-    per_matmul = time.perf_counter() - start
-    slow = slow_model(tmp / 'slow.onnx', max(1, math.ceil(0.25 / per_matmul)))
-    start = time.perf_counter()
-    session = ort.InferenceSession(str(slow), providers=['CPUExecutionProvider'])
-    session.run(None, {'input': window})
-    start = time.perf_counter()
-    session.run(None, {'input': window})
-    slow_ms = (time.perf_counter() - start) * 1e3
+
+    def run_ms(path: pathlib.Path) -> float:
+        session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+        session.run(None, {'input': window})
+        start = time.perf_counter()
+        session.run(None, {'input': window})
+        return (time.perf_counter() - start) * 1e3
+    matmuls = 8
+    for _ in range(3):  # about 250 ms per inference on this machine
+        slow = slow_model(tmp / 'slow.onnx', matmuls)
+        slow_ms = run_ms(slow)
+        matmuls = max(1, round(matmuls * 250.0 / slow_ms))
     giant = tmp / 'giant.onnx'
     with open(giant, 'wb') as f:
         f.truncate(500 * 1000 * 1000)  # 500 MB (sparse): must be refused without reading
