@@ -1,14 +1,13 @@
 """autopilot_node: the thin ROS 2 layer around the Pilot.
 
-It only wires parameters, QoS, subscriptions, the control timer and publishers to the
+It only wires parameters, QoS, subscriptions, the control tick and publishers to the
 pure core: the inputs come from inputs.INPUTS, every change reaches the pilot through
-Pilot.reconfigure, and every outgoing message is built by ros_messages. It spins on one
-thread: rclpy's MultiThreadedExecutor cost about three times the CPU per callback
-(measured: a core saturated at ~400 callbacks/s, against 10x-real-time lockstep with the
-simulator at 64% of a core single-threaded). A parameter change is validated in full
-(a new model loaded and checked) in the on-set callback and applied in the post-set
-callback under the tick lock; loading takes ~10 ms here, so it delays one tick by that
-much and never skips one.
+Pilot.reconfigure, and every outgoing message is built by ros_messages. Callbacks spin on
+one thread (rclpy's MultiThreadedExecutor cost about three times the CPU per callback and
+busy-polls while a group is busy). The control tick has a thread of its own in wall time
+(in sim time the clock drives it): a parameter change is validated in full, a new model
+loaded and checked, in the on-set callback, and however long that takes the helm keeps
+its 10 Hz; the change is applied in the post-set callback under the pilot's lock.
 """
 
 import dataclasses
@@ -111,6 +110,34 @@ TICK_SILENCE_LIMIT = 1.0  # wall s without a control tick before diagnostics say
 MARKERS_PERIOD = 0.25  # s: a few Hz is enough for rviz
 
 
+class _Ticker:
+    """Calls `tick` every `period` s of steady time on a daemon thread, on a fixed grid.
+
+    A tick that runs late does not make the next ones burst: after missed periods the grid
+    starts again from now.
+    """
+
+    def __init__(self, period: float, tick) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period, tick),
+                                        name='control-tick', daemon=True)
+        self._thread.start()
+
+    def _run(self, period: float, tick) -> None:
+        due = time.monotonic() + period
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            tick()
+            due += period
+            behind = time.monotonic() - due
+            if behind > period:
+                due += period * math.ceil(behind / period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+
+
 class AutopilotNode(Node):
     """Parameters, subscriptions and publishers around one Pilot (docs/design.md)."""
 
@@ -142,7 +169,6 @@ class AutopilotNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
 
         sensors = MutuallyExclusiveCallbackGroup()
-        self._control_group = MutuallyExclusiveCallbackGroup()
         for spec in INPUTS:
             self.create_subscription(message_class(spec.msg_type), spec.name,
                                      self._subscriber(spec), sensor_qos,
@@ -162,6 +188,7 @@ class AutopilotNode(Node):
         self.create_service(SetBool, 'autopilot/engage', self._on_engage)
         self._period = 1.0 / config.rate_hz
         self._tick_origin: tuple[float | None, int] = (None, -1)  # sim time, last tick
+        self._ticking = True
         if self.get_parameter('use_sim_time').value:
             # rclpy runs a sim-time timer only on the executor's next wake-up after /clock
             # has moved; a simulator faster than real time then outruns the pilot (measured:
@@ -170,8 +197,12 @@ class AutopilotNode(Node):
                 JumpThreshold(min_forward=Duration(nanoseconds=1), min_backward=None,
                               on_clock_change=False),
                 post_callback=self._on_clock_moved)
+            self._ticker = None
         else:
-            self.create_timer(self._period, self._tick, callback_group=self._control_group)
+            # Wall time: the tick runs on a thread of its own, so nothing the executor does
+            # (a model loading in a parameter callback, a burst of messages) can delay it.
+            # ONNX Runtime releases the GIL while it loads and runs a model.
+            self._ticker = _Ticker(self._period, self._tick_safely)
         self._last_tick_wall = time.monotonic()
         self.create_timer(DIAGNOSTICS_PERIOD, self._publish_diagnostics,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -346,6 +377,8 @@ class AutopilotNode(Node):
 
     def _on_clock_moved(self, _jump) -> None:
         """Sim time: one tick each time the clock enters a new control period."""
+        if not self._ticking:
+            return
         now = self.get_clock().now().nanoseconds * 1e-9
         origin, last = self._tick_origin
         if origin is None or now < origin + (last - 1) * self._period:
@@ -354,6 +387,24 @@ class AutopilotNode(Node):
         self._tick_origin = (origin, max(k, last))
         if k > last:
             self._tick()
+
+    def _tick_safely(self) -> None:
+        """The control thread's tick: an error is logged, and the next tick comes anyway."""
+        try:
+            self._tick()
+        except Exception as exc:  # noqa: BLE001 - the helm must not stop for a bug
+            self.get_logger().error(f'tick failed: {type(exc).__name__}: {exc}',
+                                    throttle_duration_sec=5.0)
+
+    def stop_ticking(self) -> None:
+        """No more ticks (before the final command and before the node is destroyed)."""
+        self._ticking = False  # sim time: the clock's jump callback stops ticking
+        if self._ticker is not None:
+            self._ticker.stop()
+
+    def destroy_node(self) -> None:
+        self.stop_ticking()
+        super().destroy_node()
 
     def _tick(self) -> None:
         now = self.get_clock().now()
@@ -390,6 +441,7 @@ class AutopilotNode(Node):
         The driver then lets go of the rudder at once instead of after the deadline. Call it
         when nothing ticks any more: it takes the next sequence number.
         """
+        self.stop_ticking()
         now = self.get_clock().now()
         msg = self._command_msg(released_output(now.nanoseconds * 1e-9, reason), now.to_msg())
         self.command_pub.publish(msg)

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip('rclpy')  # ROS: `make test`; `make test-core` (pip route) has none
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
@@ -393,3 +393,25 @@ def test_models_load_only_from_allowed_folders_and_changes_are_logged(
     assert _set_params(spinner, wait, {'target': 1.0, 'mode': 'compass'})[0].successful
     assert wait(lambda: 'steering: compass 17.2 deg -> compass 57.3 deg' in capfd.readouterr().err,
                 timeout=5.0)
+
+
+def test_a_second_publisher_on_heading_makes_the_inputs_diagnostic_warn(spinner, wait,
+                                                                       model_factory):
+    """A spoofer (or a second compass wired to the same topic) must not go unnoticed."""
+    node, boat = _start(spinner, model_factory())
+    diags = []
+    listener = spinner.add(Node('diag_listener', context=spinner.executor.context))
+    listener.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+
+    def inputs_status():
+        return next((s for d in diags[-1:] for s in d.status if s.name == 'autopilot: inputs'),
+                    None)
+    assert wait(lambda: (s := inputs_status()) is not None
+                and {kv.key: kv.value for kv in s.values}.get('heading publishers') == '1',
+                timeout=15.0)
+    assert 'more than one publisher' not in inputs_status().message
+    spoofer = spinner.add(Node('spoofer', context=spinner.executor.context))
+    spoofer.create_publisher(Heading, 'heading', qos_profile_sensor_data)
+    assert wait(lambda: (s := inputs_status()) is not None
+                and s.level == DiagnosticStatus.WARN
+                and 'more than one publisher on heading (2)' in s.message, timeout=15.0)
