@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.Popen([str(lib / 'autopilot_node'), '--ros-args', '--params-file',
                           default_params_file(share), '-p', f"model_path:='{model}'",
                           '-p', f"allowed_model_dirs:=['{os.path.dirname(model) or share}']",
-                          '-p', 'use_sim_time:=true'], stdout=logs, stderr=subprocess.STDOUT),
+                          '-p', 'use_sim_time:=true',
+                          # sim_node publishes a step's samples before its /clock, so they
+                          # lead the node's clock by up to a 50 ms step (and some jitter).
+                          '-p', 'stamp_future_tolerance:=0.1'],
+                         stdout=logs, stderr=subprocess.STDOUT),
         subprocess.Popen([str(lib / 'sim_node'), '--ros-args', '-p',
                           f'scenario:={args.scenarios}', '-p', f'seed:={args.seed}',
                           '-p', f'real_time_factor:={args.speed}', '-p',

@@ -120,12 +120,13 @@ def trusted_stamp(stamp: float, now: float, future_tolerance: float) -> tuple[fl
     """The stamp to judge a reading's age by, and whether the sender's own was usable.
 
     A reading is as old as its header says, within limits: a stamp up to `future_tolerance`
-    ahead of this clock counts as now (staleness is never extended by a sender's clock), one
-    further ahead, more than MAX_STAMP_AGE behind, or zero is replaced by the receive time.
+    ahead of this clock is kept (so rates between readings stay exact; a sender's clock can
+    stretch staleness by at most that much), one further ahead, more than MAX_STAMP_AGE
+    behind, or zero is replaced by the receive time.
     """
     if stamp == 0.0 or stamp > now + future_tolerance or stamp < now - MAX_STAMP_AGE:
         return now, False
-    return min(stamp, now), True
+    return stamp, True
 
 
 def input_of(sample: object) -> InputDef:

@@ -392,10 +392,10 @@ def test_rates_span_a_minimum_interval_so_close_stamps_cannot_make_them_absurd()
     assert state.heading_rate == pytest.approx(2.0)
 
 
-def test_a_stamp_is_trusted_only_where_it_cannot_make_a_reading_look_younger():
+def test_a_stamp_ahead_of_the_clock_is_trusted_only_within_the_tolerance():
     now, tol = 100.0, 0.05
     assert trusted_stamp(99.7, now, tol) == (99.7, True)  # a late message is as old as it is
-    assert trusted_stamp(100.03, now, tol) == (100.0, True)  # a little ahead: counts as now
+    assert trusted_stamp(100.03, now, tol) == (100.03, True)  # a little ahead: kept as sent
     assert trusted_stamp(100.5, now, tol) == (100.0, False)  # further ahead: receive time
     assert trusted_stamp(98.5, now, tol) == (100.0, False)  # sender's clock far behind
     assert trusted_stamp(0.0, now, tol) == (100.0, False)
