@@ -37,7 +37,7 @@ from autopilot_ros.samples import (
 __all__ = [  # MODES and STEERING_MODES are conventions', re-exported for the features' users
     'FEATURE_NAMES', 'FEATURE_SPEC', 'FEATURE_SPEC_HASH', 'INDEX', 'MODES', 'NUM_FEATURES',
     'SCALES', 'STEERING_MODES', 'WINDOW_LENGTH', 'FeatureDef', 'Fresh', 'InputState',
-    'build_features', 'spec_hash', 'target_heading', 'wind_triangle',
+    'build_features', 'course_in_mode', 'spec_hash', 'target_heading', 'wind_triangle',
 ]
 
 WINDOW_LENGTH = 20
@@ -198,6 +198,22 @@ def target_heading(mode: str, target: float, state: InputState, fresh: Fresh) ->
     twa, tws = triangle
     stw = state.speed.stw if (fresh.speed and state.speed is not None) else 0.0
     return wind_target_heading(mode, target, state.heading.heading, twa, tws, stw)
+
+
+def course_in_mode(mode: str, state: InputState, fresh: Fresh) -> float | None:
+    """What the boat sails now, as a target of `mode`: its heading, AWA or TWA.
+
+    None when the inputs that say it are not fresh. A mode change with no target takes
+    this, so the boat keeps its course as it changes mode (as pypilot does).
+    """
+    if mode == 'compass':
+        return wrap_2pi(state.heading.heading) if state.heading and fresh.heading else None
+    if mode == 'wind_awa':
+        return wrap_pi(state.wind.awa) if state.wind and fresh.wind else None
+    if mode == 'wind_twa':
+        triangle = wind_triangle(state, fresh)
+        return None if triangle is None else triangle[0]
+    return None
 
 
 def build_features(

@@ -41,7 +41,8 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
 
-from autopilot_ros.conventions import MODES, validate_mode, wrap_2pi
+from autopilot_ros.conventions import MODES, STEERING_MODES, validate_mode, wrap_2pi
+from autopilot_ros.features import course_in_mode
 from autopilot_ros.inputs import (
     DEFAULT_STALE_LIMITS,
     INPUT_NAMES,
@@ -64,6 +65,12 @@ from autopilot_ros.ros_messages import (
 )
 from autopilot_ros.safety import SafetyLimits
 from autopilot_ros.status import command_valid_for, released_output
+
+
+def _no_model(path: str) -> bool:
+    """'' or 'none' (any case): the PD pilot alone. `model_path:=none` survives a shell,
+    where `model_path:=''` reaches launch as `model_path:=` and is refused."""
+    return path.strip().lower() in ('', 'none')
 
 
 def _course(mode: str, target: float) -> str:
@@ -157,7 +164,7 @@ class AutopilotNode(Node):
         self._rx = {name: [] for name in INPUT_NAMES}  # receive times for rate estimates
         self._skew_warned = set()
         path = self._param('model_path')
-        if path:
+        if not _no_model(path):
             try:
                 self.pilot.reconfigure(policy=self._load_model(path, config.rate_hz))
                 self.get_logger().info(f'model loaded: {self.pilot.policy.identity}')
@@ -165,6 +172,8 @@ class AutopilotNode(Node):
                 self.get_logger().error(f'model refused, steering with the PD pilot: {exc}')
         else:
             self.get_logger().warning('no model_path: steering with the PD pilot')
+        self._course_unknown = ''  # a mode change with no target, and no course to keep
+        self.add_pre_set_parameters_callback(self._prepare_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
@@ -212,7 +221,8 @@ class AutopilotNode(Node):
     def _declare_parameters(self) -> None:
         d = self.declare_parameter
         d('model_path', '', ParameterDescriptor(
-            description='ONNX model; empty = PD pilot only. Set at runtime to swap models.'))
+            description="ONNX model; 'none' (or empty) = the PD pilot only. Set at runtime to "
+                        'swap models.'))
         d('rate_hz', 10.0, _range(1.0, 100.0, 'control rate; must match the model',
                                   read_only=True))
         d('mode', 'standby', ParameterDescriptor(description=' | '.join(MODES)))
@@ -258,10 +268,44 @@ class AutopilotNode(Node):
         config.validate()
         return config
 
+    def _prepare_parameters(self, params: list[Parameter]) -> list[Parameter]:
+        """Pre-set: what `ros2 param set` sends, made into what the node means.
+
+        - An integer for a floating-point parameter is that number (`target 2` is 2.0 rad;
+          the CLI sends 2 as an integer).
+        - A mode change with no target keeps the boat on its course: the new mode's target
+          is the current heading, AWA or TWA. Otherwise the old mode's target would be read
+          in the new mode: a TWA of -90 deg refused as a compass heading, an AWA of 0.5 rad
+          steered as heading 0.5 rad, a boat put on the other tack.
+        """
+        out = []
+        for p in params:
+            if p.type_ == Parameter.Type.INTEGER and self.has_parameter(p.name) and \
+                    self.get_parameter(p.name).type_ == Parameter.Type.DOUBLE:
+                p = Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+            out.append(p)
+        self._course_unknown = ''
+        new = {p.name: p.value for p in out}
+        mode = new.get('mode')
+        if 'target' not in new and mode in STEERING_MODES and mode != self.pilot.mode:
+            now = self.get_clock().now().nanoseconds * 1e-9
+            with self._lock:
+                course = course_in_mode(mode, self.pilot.inputs, self.pilot.fresh(now))
+            if course is None:
+                self._course_unknown = mode
+            else:
+                out.append(Parameter('target', Parameter.Type.DOUBLE, course))
+        return out
+
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """On-set: check everything (load a new model) and refuse all of it on any fault."""
         new = {p.name: p.value for p in params}
         self._staged_policy = KEEP
+        if self._course_unknown and new.get('mode') == self._course_unknown:
+            reason = (f'mode {self._course_unknown}: the current course in that mode is not '
+                      'known (stale heading or wind); set the target with the mode')
+            self.get_logger().error(f'parameter change refused: {reason}')
+            return SetParametersResult(successful=False, reason=reason)
         if 'use_sim_time' in new and new['use_sim_time'] != self._param('use_sim_time'):
             # The control loop ticks on this clock; switched at run time to a /clock that
             # nobody publishes, it would stop (as it did) with nothing said.
@@ -276,7 +320,7 @@ class AutopilotNode(Node):
             if 'model_path' in new:
                 path = new['model_path']
                 self._staged_policy = self._load_model(path, config.rate_hz, new) \
-                    if path else None
+                    if not _no_model(path) else None
         except (ValueError, TypeError, ModelError) as exc:
             self.get_logger().error(f'parameter change refused: {exc}')
             return SetParametersResult(successful=False, reason=str(exc))

@@ -20,16 +20,18 @@ bags a sailor brings home from a day of hand steering, to practise the training 
 import json
 import math
 import os
+import signal
 import time
 
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import SetParametersAtomically
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock as ClockMsg
 
@@ -55,6 +57,10 @@ class SimNode(Node):
         super().__init__('boat_sim', **kwargs)
         self.declare_parameter('scenario', 'beam_reach')  # comma-separated list allowed
         self.declare_parameter('seed', 0)
+        # After the last scenario: false = write the summary and exit (make demo, tests);
+        # true = sail the list again with the next seed, until stopped (ros2 launch sim:=true:
+        # a pilot on a frozen clock would otherwise go silent).
+        self.declare_parameter('repeat', False)
         self.declare_parameter('real_time_factor', 1.0)
         self.declare_parameter('engage_autopilot', True)
         self.declare_parameter('autopilot_node', 'autopilot')
@@ -70,6 +76,7 @@ class SimNode(Node):
         if unknown or not names:
             raise ValueError(f'unknown scenario(s) {unknown}; choose from {sorted(SCENARIOS)}')
         self.queue = names
+        self.scenario_names = list(names)
         self.seed = int(self.get_parameter('seed').value)
         rtf = float(self.get_parameter('real_time_factor').value)
         if not 0.01 <= rtf <= 1000.0:
@@ -104,7 +111,10 @@ class SimNode(Node):
         self.ticks_seen = 0
         self.create_subscription(RudderCommand, 'rudder_command', self._on_command, reliable)
         pilot = self.get_parameter('autopilot_node').value
-        self.param_client = self.create_client(SetParameters, f'{pilot}/set_parameters')
+        # Mode and target in one atomic request: the pilot reads a mode change that comes
+        # alone as 'keep the current course' (what a sailor at the keypad wants).
+        self.param_client = self.create_client(SetParametersAtomically,
+                                               f'{pilot}/set_parameters_atomically')
         self._start_scenario()
         self.create_timer(STEP / rtf, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
@@ -124,7 +134,7 @@ class SimNode(Node):
     def _set_autopilot(self, mode: str, target: float) -> None:
         if not self.get_parameter('engage_autopilot').value:
             return
-        request = SetParameters.Request(parameters=[
+        request = SetParametersAtomically.Request(parameters=[
             ParameterMsg(name='mode', value=ParameterValue(
                 type=ParameterType.PARAMETER_STRING, string_value=mode)),
             ParameterMsg(name='target', value=ParameterValue(
@@ -199,6 +209,11 @@ class SimNode(Node):
             f'{self.scenario.name}: RMS error {result.rms_deg:.1f} deg, max '
             f'{result.max_deg:.1f} deg, rudder travel {result.rudder_travel_per_min:.1f}/min')
         self.offset += self.loop.sim.time + STEP
+        if not self.queue and self.get_parameter('repeat').value:
+            self._write_summary()
+            self.queue = list(self.scenario_names)
+            self.seed += 1
+            self.get_logger().info(f'all scenarios sailed: again with seed {self.seed}')
         if self.queue:
             self._start_scenario()
         else:
@@ -229,7 +244,12 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    # SIGINT/SIGTERM only ask the loop to stop, so the node shuts down in order, with no
+    # traceback and exit status 0 (rclpy's own handlers tear the context down under it).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda received, _frame: stop.append(received))
     try:
         node = SimNode()
     except ValueError as exc:
@@ -239,11 +259,14 @@ def main(args: list[str] | None = None) -> None:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while rclpy.ok() and not node.finished:
+        while rclpy.ok() and not node.finished and not stop:
             executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
+        if stop:
+            node.get_logger().info(f'{signal.Signals(stop[0]).name} received: stopping')
+        executor.shutdown()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

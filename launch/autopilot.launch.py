@@ -27,7 +27,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('params_file', default_value=default_params_file(share),
                               description='autopilot node parameters (YAML)'),
         DeclareLaunchArgument('model_path', default_value=default_model_path(share),
-                              description='ONNX model; empty = PD pilot only'),
+                              description="ONNX model; 'none' = the PD pilot only"),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace for the nodes and their topics'),
         DeclareLaunchArgument('sim', default_value='false',
@@ -57,7 +57,10 @@ def generate_launch_description() -> LaunchDescription:
             package='autopilot_ros', executable='sim_node', name='boat_sim',
             namespace=namespace, output='screen',
             condition=IfCondition(LaunchConfiguration('sim')),
+            # repeat: keep sailing after the last scenario, so the pilot never sits on a
+            # frozen clock; stop with Ctrl-C.
             parameters=[{'scenario': LaunchConfiguration('scenario'), 'real_time_factor': 1.0,
+                         'repeat': True,
                          'helmsman': LaunchConfiguration('helmsman'),
                          'use_sim_time': False}],
         ),

@@ -105,6 +105,8 @@ def _set_params(spinner, wait, params: dict):
     for name, value in params.items():
         if isinstance(value, str):
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        elif isinstance(value, int) and not isinstance(value, bool):  # `ros2 param set x 2`
+            pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
         elif isinstance(value, list):
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
                                 string_array_value=value)
@@ -415,3 +417,50 @@ def test_a_second_publisher_on_heading_makes_the_inputs_diagnostic_warn(spinner,
     assert wait(lambda: (s := inputs_status()) is not None
                 and s.level == DiagnosticStatus.WARN
                 and 'more than one publisher on heading (2)' in s.message, timeout=15.0)
+
+
+def test_a_mode_change_alone_keeps_the_boat_on_its_course(spinner, wait, model_factory):
+    """One SetParameters per parameter, as `ros2 param set` sends them: mode, then target.
+
+    The fake boat sails heading 0 with the apparent wind 60 deg on starboard (no speed: the
+    true wind angle reads the same). Every mode change takes the current course as target.
+    """
+    node, boat = _start(spinner, None, mode='wind_twa', target=-math.pi / 2)
+    assert wait(lambda: (s := boat.last_status()) is not None and s.mode == 'wind_twa',
+                timeout=15.0)
+    course = {'compass': 0.0, 'wind_awa': 60 * DEG, 'wind_twa': 60 * DEG}
+    for mode in ('compass', 'wind_awa', 'wind_twa', 'compass', 'standby', 'wind_awa',
+                 'compass', 'wind_twa', 'wind_awa', 'standby', 'compass'):
+        result = _set_params(spinner, wait, {'mode': mode})[0]
+        assert result.successful, (mode, result.reason)
+        assert node.get_parameter('mode').value == mode
+        if mode != 'standby':
+            target = node.get_parameter('target').value
+            assert math.isclose(target, course[mode], abs_tol=1e-3), (mode, target)
+            assert wait(lambda m=mode: (s := boat.last_status()).mode == m
+                        and abs(s.heading_error) < 1e-3, timeout=5.0), mode
+    # The README's line: mode, then the target in that mode; an integer is a number.
+    assert _set_params(spinner, wait, {'target': 2})[0].successful
+    assert node.get_parameter('target').value == 2.0 and node.pilot.target == 2.0
+    assert wait(lambda: math.isclose(boat.last_status().heading_error, 2.0, abs_tol=1e-3))
+
+
+def test_a_mode_change_without_a_known_course_is_refused(spinner, wait, model_factory):
+    node, boat = _start(spinner, None, mode='standby', target=0.0)
+    boat.enabled['wind'] = False  # no wind instrument: no AWA or TWA to keep
+    assert wait(lambda: (s := boat.last_status()) is not None and 'wind' in s.stale_inputs,
+                timeout=15.0)
+    result = _set_params(spinner, wait, {'mode': 'wind_awa'})[0]
+    assert not result.successful and 'current course in that mode is not known' in result.reason
+    assert node.get_parameter('mode').value == 'standby'
+    assert _set_params(spinner, wait, {'mode': 'compass'})[0].successful
+    assert node.get_parameter('target').value == 0.0  # heading 0 is known
+
+
+def test_model_path_none_is_the_pd_pilot_alone(spinner, wait, model_factory):
+    """`model_path:=none` survives a shell; `model_path:=''` reaches launch empty."""
+    node, boat = _start(spinner, model_factory())
+    assert wait(lambda: node.pilot.policy is not None and len(boat.commands) > 2, timeout=15.0)
+    assert _set_params(spinner, wait, {'model_path': 'NONE'})[0].successful
+    assert node.pilot.policy is None
+    assert wait(lambda: boat.last_status().model_sha256 == '', timeout=5.0)

@@ -138,3 +138,36 @@ def test_pip_install_in_a_clean_venv_gives_the_ros_free_package(tmp_path):
         out = subprocess.run([str(env_dir / 'bin' / script), '--help'], capture_output=True,
                              text=True, timeout=120, env=run_env, cwd=tmp_path)
         assert out.returncode == 0 and option in out.stdout, out.stderr
+
+
+def test_the_command_line_tools_are_on_path_after_sourcing_the_install():
+    """The README's `autopilot-train` and `autopilot-eval` after `make setup`."""
+    import shutil
+    for tool in ('autopilot-train', 'autopilot-eval'):
+        path = shutil.which(tool)
+        assert path, f'{tool} is not on PATH'
+        out = subprocess.run([path, '--help'], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and 'usage:' in out.stdout, out.stderr
+
+
+def test_the_manifest_asks_a_headless_pi_for_no_desktop_and_no_unknown_rosdep_key():
+    """rosdep on the boat's Pi must not pull rviz2 (Qt, OGRE), nor fail on a pip-only key."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(REPO / 'package.xml').getroot()
+    depends = {e.text for e in root if e.tag.endswith('depend')}
+    assert 'rviz2' not in depends and not any(d.endswith('-pip') for d in depends)
+    assert {'rclpy', 'sensor_msgs', 'python3-numpy'} <= depends
+
+
+def test_one_sourced_script_gives_the_whole_ros_environment():
+    """`source install/env.bash` (made by make setup): std_msgs and this package both indexed,
+    as `ros2 interface show autopilot_ros/msg/AutopilotStatus` needs."""
+    script = REPO / 'install' / 'env.bash'
+    if not script.is_file():
+        pytest.skip('install/env.bash is made by `make setup`; a ROS install has its own')
+    code = ('from ament_index_python.packages import get_packages_with_prefixes as index; '
+            'found = index(); print("std_msgs" in found, "autopilot_ros" in found)')
+    out = subprocess.run(['bash', '-c', f"source {script} && python -P -c '{code}'"],
+                         capture_output=True, text=True, timeout=60, cwd='/')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['True', 'True']

@@ -4,8 +4,10 @@ import json
 import math
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -145,3 +147,31 @@ def test_sim_node_refuses_an_unknown_helmsman_in_one_line(tmp_path):
     assert "helmsman must be 'autopilot' (rudder_command steers) or 'expert', not 'robot'" \
         in proc.stdout
     assert 'Traceback' not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_with_repeat_the_simulator_keeps_sailing_and_stops_cleanly_on_a_signal(tmp_path,
+                                                                            signum):
+    """`ros2 launch ... sim:=true` runs it with repeat: no frozen clock, a clean Ctrl-C."""
+    from ament_index_python.packages import get_package_prefix
+    exe = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros/sim_node'
+    log = tmp_path / 'sim.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen(
+            [str(exe), '--ros-args', '-p', 'scenario:=calm_compass', '-p',
+             'real_time_factor:=200.0', '-p', 'engage_autopilot:=false', '-p', 'repeat:=true'],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 90.0
+            while time.monotonic() < deadline and 'again with seed 1' not in log.read_text():
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+            assert 'again with seed 1' in log.read_text()
+            proc.send_signal(signum)
+            assert proc.wait(timeout=20) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert f'{signal.Signals(signum).name} received: stopping' in text
+    assert 'Traceback' not in text
