@@ -1,6 +1,7 @@
-"""Paths the launch file resolves, kept here so they are testable without `launch`."""
+"""What the launch file decides, kept here so it is testable without `launch`."""
 
 import os
+import shutil
 
 MODEL_FILE = 'autopilot.onnx'
 
@@ -17,3 +18,29 @@ def default_model_path(share_dir: str) -> str:
 
 def rviz_config(share_dir: str) -> str:
     return os.path.join(share_dir, 'resource', 'autopilot.rviz')
+
+
+def node_parameters(params_file: str, *, model_path: str, use_sim_time: bool,
+                    hand_steering: bool) -> list:
+    """The autopilot node's `parameters=` in the order ROS applies them (later wins).
+
+    `model_path` goes in only when the command line gave one, so the precedence is: command
+    line > params file > the node's own default (the shipped model).
+    """
+    overrides: dict = {'use_sim_time': use_sim_time, 'hand_steering': hand_steering}
+    if model_path.strip():
+        overrides['model_path'] = model_path.strip()
+    return [params_file, overrides]
+
+
+def rviz_missing() -> str:
+    """'' when rviz2 can be started here, else the one line that says what to install."""
+    if shutil.which('rviz2'):
+        return ''
+    try:
+        from ament_index_python.packages import get_package_prefix
+        get_package_prefix('rviz2')
+        return ''
+    except Exception:  # noqa: BLE001 - no ament index, or no rviz2 in it
+        return ('rviz:=true but rviz2 is not installed here (sudo apt install '
+                'ros-$ROS_DISTRO-rviz2); nothing was started')

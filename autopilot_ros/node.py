@@ -41,7 +41,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
 
-from autopilot_ros.conventions import MODES, STEERING_MODES, validate_mode, wrap_2pi
+from autopilot_ros.conventions import MODES, STEERING_MODES, validate_mode, wrap_2pi, wrap_pi
 from autopilot_ros.features import course_in_mode
 from autopilot_ros.inputs import (
     DEFAULT_STALE_LIMITS,
@@ -50,6 +50,7 @@ from autopilot_ros.inputs import (
     InputDef,
     trusted_stamp,
 )
+from autopilot_ros.launch_config import default_model_path
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
 from autopilot_ros.pd_pilot import PDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
@@ -64,6 +65,7 @@ from autopilot_ros.ros_messages import (
     status_msg,
 )
 from autopilot_ros.safety import SafetyLimits
+from autopilot_ros.srv import Steer
 from autopilot_ros.status import command_valid_for, released_output
 
 
@@ -195,6 +197,7 @@ class AutopilotNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.marker_pub = self.create_publisher(MarkerArray, 'autopilot/markers', 10)
         self.create_service(SetBool, 'autopilot/engage', self._on_engage)
+        self.create_service(Steer, 'autopilot/steer', self._on_steer)
         self._period = 1.0 / config.rate_hz
         self._tick_origin: tuple[float | None, int] = (None, -1)  # sim time, last tick
         self._ticking = True
@@ -220,7 +223,9 @@ class AutopilotNode(Node):
     # -- parameters ---------------------------------------------------------------------
     def _declare_parameters(self) -> None:
         d = self.declare_parameter
-        d('model_path', '', ParameterDescriptor(
+        share = get_package_share_directory('autopilot_ros')
+        # Precedence: command line > params file > this default, the shipped model.
+        d('model_path', default_model_path(share), ParameterDescriptor(
             description="ONNX model; 'none' (or empty) = the PD pilot only. Set at runtime to "
                         'swap models.'))
         d('rate_hz', 10.0, _range(1.0, 100.0, 'control rate; must match the model',
@@ -239,7 +244,6 @@ class AutopilotNode(Node):
             0.001, 0.5, 's one inference may take (less than a tick): a slower model is '
                         'refused at load, a late answer is a PD tick'))
         d('max_model_mb', 50.0, _range(0.1, 2000.0, 'larger model files are refused unread'))
-        share = get_package_share_directory('autopilot_ros')
         d('allowed_model_dirs', [os.path.join(share, 'resource'), USER_MODEL_DIR],
           ParameterDescriptor(read_only=True,
                               description='folders models may be loaded from (symbolic links '
@@ -388,6 +392,24 @@ class AutopilotNode(Node):
                                       Parameter('target', value=change[1])])[0]
         response.success = result.successful
         response.message = message if result.successful else result.reason
+        return response
+
+    def _on_steer(self, request: Steer.Request, response: Steer.Response):
+        """Mode and target (degrees) in one atomic parameter change: checked and logged."""
+        mode = request.mode.strip()
+        if mode not in MODES:
+            response.success = False
+            response.message = f"mode '{mode}' is not one of {', '.join(MODES)}"
+            return response
+        params = [Parameter('mode', value=mode)]
+        if mode != 'standby' and math.isfinite(request.target_deg):
+            angle = math.radians(request.target_deg)
+            params.append(Parameter('target', value=wrap_2pi(angle) if mode == 'compass'
+                                    else wrap_pi(angle)))
+        result = self.set_parameters_atomically(params)
+        response.success = result.successful
+        response.message = _course(self.pilot.mode, self.pilot.target) if result.successful \
+            else result.reason
         return response
 
     # -- inputs and the tick ------------------------------------------------------------

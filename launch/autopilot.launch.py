@@ -3,37 +3,82 @@
     ros2 launch autopilot_ros autopilot.launch.py
     ros2 launch autopilot_ros autopilot.launch.py sim:=true rviz:=true
     ros2 launch autopilot_ros autopilot.launch.py model_path:=/path/to/model.onnx
+    ros2 launch autopilot_ros autopilot.launch.py model_path:=none      # the PD pilot alone
     ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
+
+The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
+to the node only when given (command line > params file > the shipped model), and
+`rviz:=true` without rviz2 stops the launch before anything starts (launch_config.py).
 """
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
-from autopilot_ros.launch_config import default_model_path, default_params_file, rviz_config
+from autopilot_ros.launch_config import (
+    default_params_file,
+    node_parameters,
+    rviz_config,
+    rviz_missing,
+)
+
+
+def _flag(context: LaunchContext, name: str) -> bool:
+    return LaunchConfiguration(name).perform(context).strip().lower() in ('true', '1', 'yes')
+
+
+def _nodes(context: LaunchContext) -> list:
+    share = get_package_share_directory('autopilot_ros')
+    namespace = LaunchConfiguration('namespace').perform(context)
+    sim = _flag(context, 'sim')
+    use_sim_time = _flag(context, 'use_sim_time') if LaunchConfiguration(
+        'use_sim_time').perform(context) else sim
+    rviz = _flag(context, 'rviz')
+    if rviz and (why := rviz_missing()):
+        raise RuntimeError(why)
+    nodes = [Node(
+        package='autopilot_ros', executable='autopilot_node', name='autopilot',
+        namespace=namespace, output='screen',
+        parameters=node_parameters(
+            LaunchConfiguration('params_file').perform(context),
+            model_path=LaunchConfiguration('model_path').perform(context),
+            use_sim_time=use_sim_time, hand_steering=_flag(context, 'hand_steering')),
+    )]
+    if sim:
+        # repeat: keep sailing after the last scenario, so the pilot never sits on a frozen
+        # clock; stop with Ctrl-C.
+        nodes.append(Node(
+            package='autopilot_ros', executable='sim_node', name='boat_sim',
+            namespace=namespace, output='screen',
+            parameters=[{'scenario': LaunchConfiguration('scenario').perform(context),
+                         'real_time_factor': 1.0, 'repeat': True,
+                         'helmsman': LaunchConfiguration('helmsman').perform(context),
+                         'use_sim_time': False}],
+        ))
+    if rviz:
+        nodes.append(Node(
+            package='rviz2', executable='rviz2', name='rviz2', namespace=namespace,
+            arguments=['-d', rviz_config(share)], parameters=[{'use_sim_time': use_sim_time}],
+        ))
+    return nodes
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory('autopilot_ros')
-    params_file = LaunchConfiguration('params_file')
-    model_path = LaunchConfiguration('model_path')
-    namespace = LaunchConfiguration('namespace')
-    use_sim_time = ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=default_params_file(share),
                               description='autopilot node parameters (YAML)'),
-        DeclareLaunchArgument('model_path', default_value=default_model_path(share),
-                              description="ONNX model; 'none' = the PD pilot only"),
+        DeclareLaunchArgument('model_path', default_value='',
+                              description="ONNX model; 'none' = the PD pilot only; not given: "
+                                          'the params file, else the shipped model'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace for the nodes and their topics'),
         DeclareLaunchArgument('sim', default_value='false',
                               description='also start the boat simulator (sim_node)'),
-        DeclareLaunchArgument('use_sim_time', default_value=LaunchConfiguration('sim'),
-                              description='follow /clock (true by default with sim:=true)'),
+        DeclareLaunchArgument('use_sim_time', default_value='',
+                              description='follow /clock (default: true with sim:=true)'),
         DeclareLaunchArgument('scenario', default_value='beam_reach',
                               description='simulator scenario (with sim:=true)'),
         DeclareLaunchArgument('helmsman', default_value='autopilot',
@@ -44,30 +89,5 @@ def generate_launch_description() -> LaunchDescription:
                                           'helm alone (for recording training bags)'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='start rviz2 with the autopilot view'),
-        Node(
-            package='autopilot_ros', executable='autopilot_node', name='autopilot',
-            namespace=namespace, output='screen',
-            parameters=[params_file, {'model_path': model_path,
-                                      'use_sim_time': use_sim_time,
-                                      'hand_steering': ParameterValue(
-                                          LaunchConfiguration('hand_steering'),
-                                          value_type=bool)}],
-        ),
-        Node(
-            package='autopilot_ros', executable='sim_node', name='boat_sim',
-            namespace=namespace, output='screen',
-            condition=IfCondition(LaunchConfiguration('sim')),
-            # repeat: keep sailing after the last scenario, so the pilot never sits on a
-            # frozen clock; stop with Ctrl-C.
-            parameters=[{'scenario': LaunchConfiguration('scenario'), 'real_time_factor': 1.0,
-                         'repeat': True,
-                         'helmsman': LaunchConfiguration('helmsman'),
-                         'use_sim_time': False}],
-        ),
-        Node(
-            package='rviz2', executable='rviz2', name='rviz2', namespace=namespace,
-            arguments=['-d', rviz_config(share)],
-            parameters=[{'use_sim_time': use_sim_time}],
-            condition=IfCondition(LaunchConfiguration('rviz')),
-        ),
+        OpaqueFunction(function=_nodes),
     ])

@@ -464,3 +464,75 @@ def test_model_path_none_is_the_pd_pilot_alone(spinner, wait, model_factory):
     assert _set_params(spinner, wait, {'model_path': 'NONE'})[0].successful
     assert node.pilot.policy is None
     assert wait(lambda: boat.last_status().model_sha256 == '', timeout=5.0)
+
+
+def test_the_steer_service_sets_mode_and_target_in_degrees_in_one_step(spinner, wait,
+                                                                       model_factory):
+    from autopilot_ros.srv import Steer
+    node, boat = _start(spinner, None, mode='standby', target=0.0)
+    caller = spinner.add(Node('helm_station', context=spinner.executor.context))
+    client = caller.create_client(Steer, '/autopilot/steer')
+    assert client.wait_for_service(timeout_sec=10.0)
+
+    def steer(mode: str, target_deg: float):
+        future = client.call_async(Steer.Request(mode=mode, target_deg=target_deg))
+        assert wait(future.done, timeout=10.0)
+        return future.result()
+    assert wait(lambda: boat.last_status() is not None, timeout=15.0)
+    reply = steer('wind_twa', -90.0)  # port tack, straight from standby
+    assert reply.success and reply.message == 'wind_twa -90.0 deg'
+    assert (node.pilot.mode, node.pilot.target) == ('wind_twa', pytest.approx(-math.pi / 2))
+    reply = steer('compass', 450.0)
+    assert reply.success and node.pilot.target == pytest.approx(math.pi / 2)
+    reply = steer('wind_awa', math.nan)  # keep the current course in that mode
+    assert reply.success and node.pilot.target == pytest.approx(60 * DEG, abs=1e-3)
+    reply = steer('sideways', 10.0)
+    assert not reply.success and 'not one of' in reply.message
+    assert node.pilot.mode == 'wind_awa'
+    assert steer('standby', 0.0).success and node.pilot.mode == 'standby'
+
+
+@pytest.mark.parametrize('in_file, on_command_line, expect', [
+    (None, None, 'autopilot.onnx'),  # the shipped default
+    ('mine', None, 'mine.onnx'),  # the params file names one
+    ('mine', 'none', ''),  # the command line wins: the PD pilot alone
+])
+def test_model_path_precedence_command_line_then_params_file_then_shipped(
+        rclpy_context, model_factory, tmp_path, in_file, on_command_line, expect):
+    """What `ros2 launch` composes (launch_config.node_parameters), run as the executable."""
+    from autopilot_ros.launch_config import node_parameters
+    exe = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros/autopilot_node'
+    mine = model_factory()
+    mine = mine.rename(mine.with_name('mine.onnx'))
+    params = tmp_path / 'boat.yaml'
+    lines = ['/**/autopilot:', '  ros__parameters:',
+             f"    allowed_model_dirs: ['{tmp_path}', "
+             f"'{get_package_share_directory('autopilot_ros')}/resource']"]
+    if in_file:
+        lines.append(f'    model_path: {mine}')
+    params.write_text('\n'.join(lines) + '\n')
+    file_, overrides = node_parameters(str(params), model_path=on_command_line or '',
+                                       use_sim_time=False, hand_steering=False)
+    args = [str(exe), '--ros-args', '--params-file', file_, '-r', '__ns:=/prec']
+    for key, value in overrides.items():
+        args += ['-p', f'{key}:={str(value).lower() if isinstance(value, bool) else value}']
+    log = tmp_path / 'node.log'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        probe = Node('probe', context=rclpy_context, namespace='prec')
+        statuses = []
+        probe.create_subscription(AutopilotStatus, 'autopilot/status', statuses.append,
+                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
+        executor.add_node(probe)
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and not statuses:
+            executor.spin_once(timeout_sec=0.1)
+        assert statuses, log.read_text()
+        assert pathlib.Path(statuses[-1].model_path).name == expect, log.read_text()
+        executor.shutdown()
+        probe.destroy_node()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

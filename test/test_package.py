@@ -171,3 +171,17 @@ def test_one_sourced_script_gives_the_whole_ros_environment():
                          capture_output=True, text=True, timeout=60, cwd='/')
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['True', 'True']
+
+
+def test_the_launch_passes_model_path_only_when_given_so_a_params_file_can_set_it():
+    from autopilot_ros.launch_config import node_parameters, rviz_missing
+    assert node_parameters('p.yaml', model_path='', use_sim_time=False,
+                           hand_steering=False) == ['p.yaml', {'use_sim_time': False,
+                                                               'hand_steering': False}]
+    assert node_parameters('p.yaml', model_path=' none ', use_sim_time=True,
+                           hand_steering=True)[1]['model_path'] == 'none'
+    import shutil
+    missing = rviz_missing()  # rviz:=true stops the launch with this line before it starts
+    assert missing == '' or 'apt install ros-$ROS_DISTRO-rviz2' in missing
+    if shutil.which('rviz2'):
+        assert missing == ''
