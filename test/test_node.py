@@ -32,6 +32,7 @@ from autopilot_ros.node import AutopilotNode
 
 pytestmark = pytest.mark.dds  # every test runs nodes over DDS
 DEG = math.pi / 180
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 class FakeBoat(Node):
@@ -536,3 +537,63 @@ def test_model_path_precedence_command_line_then_params_file_then_shipped(
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def _readme_commands() -> list[str]:
+    """Every `ros2 param set` and `ros2 service call` in the README's bash blocks, in order."""
+    commands, in_bash = [], False
+    for line in (REPO / 'README.md').read_text().splitlines():
+        if line.startswith('```'):
+            in_bash = not in_bash and line.strip() == '```bash'
+            continue
+        if in_bash:
+            for part in line.split('#')[0].split('&&'):
+                if part.strip().startswith(('ros2 param set', 'ros2 service call')):
+                    commands.append(part.strip())
+    return commands
+
+
+def test_the_readmes_param_and_service_lines_work_as_a_sailor_types_them(
+        spinner, wait, tmp_path, monkeypatch):
+    """Each line replayed as the exact request the ros2 CLI sends (one SetParameters per
+    `ros2 param set`, the value read as YAML, the shell's ~ expanded)."""
+    import importlib
+    import shlex
+    import shutil
+
+    import yaml
+    monkeypatch.setenv('HOME', str(tmp_path))
+    models = tmp_path / '.local/share/autopilot_ros/models'
+    models.mkdir(parents=True)
+    shutil.copy(pathlib.Path(get_package_share_directory('autopilot_ros')) / 'resource' /
+                'autopilot.onnx', models / 'new.onnx')
+    ctx = spinner.executor.context
+    node = spinner.add(AutopilotNode(context=ctx, parameter_overrides=[
+        Parameter('model_path', value='none')]))
+    spinner.add(FakeBoat(ctx))  # the boat's instruments
+    caller = spinner.add(Node('sailor', context=ctx))
+    assert wait(lambda: node.pilot.inputs.heading is not None and node.pilot.inputs.wind
+                is not None, timeout=15.0)
+    commands = _readme_commands()
+    assert len(commands) >= 7, commands
+    for command in commands:
+        words = shlex.split(command)
+        if words[1] == 'param':
+            value = yaml.safe_load(words[5])
+            value = os.path.expanduser(value) if isinstance(value, str) else value
+            result = _set_params(spinner, wait, {words[4]: value})[0]
+            assert result.successful, (command, result.reason)
+        else:
+            package, kind, name = words[4].split('/')
+            srv = getattr(importlib.import_module(f'{package}.{kind}'), name)
+            client = caller.create_client(srv, words[3])
+            assert client.wait_for_service(timeout_sec=10.0), command
+            request = srv.Request()
+            for field, value in yaml.safe_load(words[5]).items():  # as the CLI converts
+                kind = request.get_fields_and_field_types()[field]
+                setattr(request, field, float(value) if kind in ('double', 'float') else value)
+            future = client.call_async(request)
+            assert wait(future.done, timeout=10.0), command
+            assert future.result().success, (command, future.result().message)
+    assert pathlib.Path(node.pilot.policy.path).name == 'new.onnx'
+    assert node.pilot.hand_steering and node.pilot.mode == 'compass'
