@@ -40,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from autopilot_ros.launch_config import default_model_path, default_params_file
+    from autopilot_ros.launch_config import (
+        SIM_STAMP_TOLERANCE,
+        default_model_path,
+        default_params_file,
+    )
     from autopilot_ros.msg import AutopilotStatus
     from autopilot_ros.pilot import POLICY_NAMES
     from autopilot_ros.sim.evaluate import RunResult, summary_table
@@ -64,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                           default_params_file(share), '-p', f"model_path:='{model}'",
                           '-p', f"allowed_model_dirs:=['{os.path.dirname(model) or share}']",
                           '-p', 'use_sim_time:=true',
-                          # sim_node publishes a step's samples before its /clock, so they
-                          # lead the node's clock by up to a 50 ms step (and some jitter).
-                          '-p', 'stamp_future_tolerance:=0.1'],
+                          '-p', f'stamp_future_tolerance:={SIM_STAMP_TOLERANCE}'],
                          stdout=logs, stderr=subprocess.STDOUT),
         subprocess.Popen([str(lib / 'sim_node'), '--ros-args', '-p',
                           f'scenario:={args.scenarios}', '-p', f'seed:={args.seed}',

@@ -20,16 +20,24 @@ def rviz_config(share_dir: str) -> str:
     return os.path.join(share_dir, 'resource', 'autopilot.rviz')
 
 
+# sim_node publishes a step's samples before its /clock: they lead the node's sim clock by
+# up to one 50 ms step (and some jitter), more than a real instrument's 0.05 s allowance.
+SIM_STAMP_TOLERANCE = 0.1
+
+
 def node_parameters(params_file: str, *, model_path: str, use_sim_time: bool,
-                    hand_steering: bool) -> list:
+                    hand_steering: bool, sim: bool = False) -> list:
     """The autopilot node's `parameters=` in the order ROS applies them (later wins).
 
     `model_path` goes in only when the command line gave one, so the precedence is: command
-    line > params file > the node's own default (the shipped model).
+    line > params file > the node's own default (the shipped model). With the package's
+    simulator, the stamp tolerance is SIM_STAMP_TOLERANCE.
     """
     overrides: dict = {'use_sim_time': use_sim_time, 'hand_steering': hand_steering}
     if model_path.strip():
         overrides['model_path'] = model_path.strip()
+    if sim:
+        overrides['stamp_future_tolerance'] = SIM_STAMP_TOLERANCE
     return [params_file, overrides]
 
 

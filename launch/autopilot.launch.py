@@ -44,7 +44,8 @@ def _nodes(context: LaunchContext) -> list:
         parameters=node_parameters(
             LaunchConfiguration('params_file').perform(context),
             model_path=LaunchConfiguration('model_path').perform(context),
-            use_sim_time=use_sim_time, hand_steering=_flag(context, 'hand_steering')),
+            use_sim_time=use_sim_time, hand_steering=_flag(context, 'hand_steering'),
+            sim=sim),
     )]
     if sim:
         # repeat: keep sailing after the last scenario, so the pilot never sits on a frozen

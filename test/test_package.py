@@ -180,6 +180,9 @@ def test_the_launch_passes_model_path_only_when_given_so_a_params_file_can_set_i
                                                                'hand_steering': False}]
     assert node_parameters('p.yaml', model_path=' none ', use_sim_time=True,
                            hand_steering=True)[1]['model_path'] == 'none'
+    with_sim = node_parameters('p.yaml', model_path='', use_sim_time=True, hand_steering=False,
+                               sim=True)[1]
+    assert with_sim['stamp_future_tolerance'] == 0.1  # the simulator's samples lead /clock
     import shutil
     missing = rviz_missing()  # rviz:=true stops the launch with this line before it starts
     assert missing == '' or 'apt install ros-$ROS_DISTRO-rviz2' in missing
