@@ -258,12 +258,13 @@ class AutopilotNode(Node):
         d('pd.kp', defaults.kp, _range(0.0, 10.0, 'PD fallback: rudder per rad of error'))
         d('pd.kd', defaults.kd, _range(0.0, 20.0, 'PD fallback: rudder per rad/s'))
 
-    def _param(self, name: str):
-        return self.get_parameter(name).value
+    def _param(self, name: str, pending: dict | None = None):
+        """A parameter's value: the one in `pending` (a change being checked), else the set one."""
+        return pending[name] if pending and name in pending else self.get_parameter(name).value
 
-    def _config_from_parameters(self, overrides: dict | None = None) -> PilotConfig:
+    def _config_from_parameters(self, pending: dict | None = None) -> PilotConfig:
         def get(name):
-            return (overrides or {}).get(name, self._param(name))
+            return self._param(name, pending)
         limits = SafetyLimits(
             max_rudder=get('max_rudder'), max_rudder_rate=get('max_rudder_rate'),
             stale_limits={n: get(f'stale_limit.{n}') for n in DEFAULT_STALE_LIMITS})
@@ -330,17 +331,16 @@ class AutopilotNode(Node):
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
-    def _load_model(self, path: str, rate_hz: float, overrides: dict | None = None):
+    def _load_model(self, path: str, rate_hz: float, pending: dict | None = None):
         """An OnnxPolicy under this node's budget and size limit; ModelError if refused."""
-        def get(name):
-            return (overrides or {}).get(name, self._param(name))
-        budget = get('inference_budget')
+        budget = self._param('inference_budget', pending)
         if not budget < 1.0 / rate_hz:
             raise ValueError(f'inference_budget {budget} s is not under one tick '
                              f'({1.0 / rate_hz:g} s)')
-        real = check_model_path(path, get('allowed_model_dirs'))
-        return OnnxPolicy(real, rate_hz, budget=budget, max_bytes=int(get('max_model_mb') * 1e6),
-                          expected_sha256=get('model_sha256'))
+        real = check_model_path(path, self._param('allowed_model_dirs', pending))
+        return OnnxPolicy(real, rate_hz, budget=budget,
+                          max_bytes=int(self._param('max_model_mb', pending) * 1e6),
+                          expected_sha256=self._param('model_sha256', pending))
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
         """Post-set: the parameters now hold the accepted values; hand them to the pilot.
@@ -388,11 +388,17 @@ class AutopilotNode(Node):
         else:
             change = ('compass', wrap_2pi(heading.heading))
             message = f'compass {math.degrees(change[1]):.0f} deg'
-        result = self.set_parameters([Parameter('mode', value=change[0]),
-                                      Parameter('target', value=change[1])])[0]
+        result = self._set_course(*change)
         response.success = result.successful
         response.message = message if result.successful else result.reason
         return response
+
+    def _set_course(self, mode: str, target: float | None) -> SetParametersResult:
+        """Mode and target as one atomic parameter change (target None: keep the course)."""
+        params = [Parameter('mode', value=mode)]
+        if target is not None:
+            params.append(Parameter('target', value=target))
+        return self.set_parameters_atomically(params)
 
     def _on_steer(self, request: Steer.Request, response: Steer.Response):
         """Mode and target (degrees) in one atomic parameter change: checked and logged."""
@@ -401,12 +407,11 @@ class AutopilotNode(Node):
             response.success = False
             response.message = f"mode '{mode}' is not one of {', '.join(MODES)}"
             return response
-        params = [Parameter('mode', value=mode)]
+        target = None
         if mode != 'standby' and math.isfinite(request.target_deg):
             angle = math.radians(request.target_deg)
-            params.append(Parameter('target', value=wrap_2pi(angle) if mode == 'compass'
-                                    else wrap_pi(angle)))
-        result = self.set_parameters_atomically(params)
+            target = wrap_2pi(angle) if mode == 'compass' else wrap_pi(angle)
+        result = self._set_course(mode, target)
         response.success = result.successful
         response.message = _course(self.pilot.mode, self.pilot.target) if result.successful \
             else result.reason

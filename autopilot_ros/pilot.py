@@ -21,6 +21,7 @@ from autopilot_ros.features import (
 )
 from autopilot_ros.inputs import INPUT_NAMES, OPTIONAL_INPUTS, REQUIRED_INPUTS
 from autopilot_ros.pd_pilot import PDGains, pd_command
+from autopilot_ros.policy import one_line
 from autopilot_ros.safety import SafetyLayer, SafetyLimits
 from autopilot_ros.window import FeatureWindow
 
@@ -91,8 +92,7 @@ class Pilot:
         # to a person (command 0, not engaged). A bag recorded like this tells training what
         # the helmsman was steering to.
         self.hand_steering = False
-        self.rejected_samples = 0
-        self.rejected_by_reason: Counter[str] = Counter()  # Rejected values, by name
+        self.rejected_by_reason: Counter[str] = Counter()  # dropped samples, by Rejected value
         self.nonfinite_outputs = 0
         self.model_errors = 0  # ticks on which the model raised or returned no single value
         self._failed_in_a_row = 0
@@ -104,9 +104,13 @@ class Pilot:
         """Take one sensor sample; a non-finite one is counted and dropped (never used)."""
         ok = self.inputs.update(sample)
         if not ok:
-            self.rejected_samples += 1
             self.rejected_by_reason[self.inputs.last_rejection[0].value] += 1
         return ok
+
+    @property
+    def rejected_samples(self) -> int:
+        """Samples dropped for any reason."""
+        return sum(self.rejected_by_reason.values())
 
     def set_mode(self, mode: str, target: float) -> None:
         """Change mode/target between ticks; raises ValueError and keeps the old ones."""
@@ -237,8 +241,7 @@ class Pilot:
             raw = self.policy.infer(self.window.array())
         except Exception as exc:  # noqa: BLE001 - a model's run-time error must not stop the helm
             self.model_errors += 1
-            text = ' '.join(str(exc).split()) or type(exc).__name__
-            failure = f'model failed: {type(exc).__name__}: {text[:200]}'
+            failure = f'model failed: {type(exc).__name__}: {one_line(exc)[:200]}'
         else:
             if math.isfinite(raw):
                 self._failed_in_a_row = 0

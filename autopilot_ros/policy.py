@@ -55,7 +55,8 @@ def exercise_windows(seed: int = 0) -> list[tuple[str, np.ndarray]]:
     return windows
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (ONNX Runtime's span several), or at least its type."""
     return ' '.join(str(exc).split()) or type(exc).__name__
 
 
@@ -243,7 +244,7 @@ class OnnxPolicy:
                 out = self.session.run(None, {INPUT_NAME: window})[0]
             except Exception as exc:
                 raise ModelError(f'{path}: fails to run on a window with {what}: '
-                                 f'{_one_line(exc)}') from None
+                                 f'{one_line(exc)}') from None
             if np.shape(out) != (1, 1):
                 raise ModelError(f'{path}: returned shape {np.shape(out)} for a window with '
                                  f'{what}, expected (1, 1)')
