@@ -5,6 +5,7 @@ node refuses a model built for another spec, so training and serving can never s
 disagree on what a column means.
 """
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, make_dataclass
 import hashlib
 import json
@@ -135,6 +136,8 @@ class InputState:
         self.heading_rate = 0.0  # rad/s to starboard, from the compass (IMU fallback)
         self._rate_from: dict[str, SensorSample] = {}  # the reading each rate is taken from
         self.last_rejection: tuple[Rejected, str] | None = None
+        # A boat's own plausible spans ('input.field' -> (low, high)); the table's otherwise.
+        self.ranges: Mapping[str, tuple[float, float]] = {}
 
     def update(self, sample: SensorSample) -> bool:
         """Take one sample; False (and nothing changed) if it is not usable (last_rejection).
@@ -143,7 +146,7 @@ class InputState:
         would otherwise turn a compass step into thousands of rad/s.
         """
         name = input_of(sample).name
-        self.last_rejection = check_sample(sample)
+        self.last_rejection = check_sample(sample, self.ranges)
         if self.last_rejection is not None:
             return False
         prev = self._rate_from.get(name)

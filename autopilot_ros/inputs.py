@@ -6,10 +6,11 @@ reader and the bag writer. Adding a sensor means a row here, a sample type with 
 converters in samples.py, and its features in features.py (docs/design.md, "Module map").
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 import enum
 import math
+from types import MappingProxyType
 from typing import Any
 
 from autopilot_ros.samples import (
@@ -33,6 +34,25 @@ from autopilot_ros.samples import (
 
 
 @dataclass(frozen=True)
+class Range:
+    """The plausible span of one measured field; outside it a reading is dropped.
+
+    `per_boat` ranges are node parameters (`plausible.<input>.<field>`) that may narrow the
+    span for one boat (a dinghy's log reading 25 m/s is broken); none may widen it, as the
+    table's span is also what keeps every feature inside float32 and the model's world.
+    """
+
+    field: str
+    low: float
+    high: float
+    per_boat: bool = False
+
+    @property
+    def span(self) -> tuple[float, float]:
+        return self.low, self.high
+
+
+@dataclass(frozen=True)
 class InputDef:
     """One sensor input of the pilot."""
 
@@ -43,9 +63,9 @@ class InputDef:
     fill_msg: Callable[[Any, Any], None]  # the inverse; sets attributes only
     required: bool  # the model needs it fresh; an optional input reads as absent when stale
     stale_limit: float  # default seconds after which a reading is too old to use
-    # (field, low, high): a finite reading outside these is implausible and dropped. Wide
-    # enough for any yacht's instruments, narrow enough to keep a broken one out of float32.
-    ranges: tuple[tuple[str, float, float], ...] = ()
+    # A finite reading outside these is implausible and dropped. Wide enough for any
+    # yacht's instruments, narrow enough to keep a broken one out of float32.
+    ranges: tuple[Range, ...] = ()
 
 
 MAX_RATE = 10.0  # rad/s: 570 deg/s, beyond any boat's motion, inside any gyro's range
@@ -55,24 +75,29 @@ MAX_ACCEL = 100.0  # m/s^2: about 10 g, beyond a slamming hull
 INPUTS: tuple[InputDef, ...] = (
     InputDef('imu', 'sensor_msgs/msg/Imu', ImuSample, imu_from_msg, fill_imu_msg,
              required=True, stale_limit=0.5,
-             ranges=(('roll_rate', -MAX_RATE, MAX_RATE), ('pitch_rate', -MAX_RATE, MAX_RATE),
-                     ('yaw_rate_z', -MAX_RATE, MAX_RATE), ('accel_x', -MAX_ACCEL, MAX_ACCEL),
-                     ('accel_y', -MAX_ACCEL, MAX_ACCEL), ('accel_z', -MAX_ACCEL, MAX_ACCEL),
-                     ('orientation_norm', 0.9, 1.1))),
+             # Physics, the same on every boat: not parameters.
+             ranges=(Range('roll_rate', -MAX_RATE, MAX_RATE),
+                     Range('pitch_rate', -MAX_RATE, MAX_RATE),
+                     Range('yaw_rate_z', -MAX_RATE, MAX_RATE),
+                     Range('accel_x', -MAX_ACCEL, MAX_ACCEL),
+                     Range('accel_y', -MAX_ACCEL, MAX_ACCEL),
+                     Range('accel_z', -MAX_ACCEL, MAX_ACCEL),
+                     Range('orientation_norm', 0.9, 1.1))),
     InputDef('heading', 'autopilot_ros/msg/Heading', HeadingSample, heading_from_msg,
              fill_heading_msg, required=True, stale_limit=1.0),  # any finite angle wraps
     InputDef('wind', 'autopilot_ros/msg/Wind', WindSample, wind_from_msg, fill_wind_msg,
              required=True, stale_limit=3.0,
-             ranges=(('aws', 0.0, 75.0),)),  # m/s: 146 kn
+             ranges=(Range('aws', 0.0, 75.0, per_boat=True),)),  # m/s: 146 kn
     # geometry_msgs/TwistStamped: twist.linear.x is the speed through water.
     InputDef('speed', 'geometry_msgs/msg/TwistStamped', SpeedSample, speed_from_msg,
              fill_speed_msg, required=False, stale_limit=5.0,
-             ranges=(('stw', -5.0, 30.0),)),  # m/s: sternway to a foiling multihull
+             # m/s: sternway to a foiling multihull
+             ranges=(Range('stw', -5.0, 30.0, per_boat=True),)),
     # The measured rudder, normalised like the command; training's label. A sensor a little
     # past its calibrated stops still reads; 1.2 is a broken one.
     InputDef('rudder_angle', 'autopilot_ros/msg/RudderAngle', RudderSample, rudder_from_msg,
              fill_rudder_msg, required=False, stale_limit=1.0,
-             ranges=(('angle', -1.2, 1.2),)),
+             ranges=(Range('angle', -1.2, 1.2, per_boat=True),)),
 )
 
 INPUT_NAMES = tuple(i.name for i in INPUTS)
@@ -81,6 +106,24 @@ OPTIONAL_INPUTS = tuple(i.name for i in INPUTS if not i.required)
 DEFAULT_STALE_LIMITS = {i.name: i.stale_limit for i in INPUTS}
 INPUT_BY_NAME = {i.name: i for i in INPUTS}
 _BY_SAMPLE = {i.sample_type: i for i in INPUTS}
+# 'input.field' -> the widest span a boat may set for it (node parameter plausible.<key>).
+PER_BOAT_RANGES = {f'{i.name}.{r.field}': r.span for i in INPUTS for r in i.ranges
+                   if r.per_boat}
+
+
+def validate_ranges(ranges: dict[str, tuple[float, float]]) -> None:
+    """Raise ValueError unless every span is a per-boat one, ordered and inside the table's."""
+    for key, span in ranges.items():
+        if key not in PER_BOAT_RANGES:
+            raise ValueError(f'no per-boat plausible range {key!r} '
+                             f'(there are: {", ".join(PER_BOAT_RANGES)})')
+        widest = PER_BOAT_RANGES[key]
+        if len(span) != 2 or not all(math.isfinite(v) for v in span):
+            raise ValueError(f'plausible.{key} must be two finite numbers [low, high]')
+        low, high = span
+        if not widest[0] <= low < high <= widest[1]:
+            raise ValueError(f'plausible.{key} [{low:g}, {high:g}] must be an ordered span '
+                             f'inside [{widest[0]:g}, {widest[1]:g}]')
 
 
 class Rejected(enum.Enum):
@@ -94,18 +137,25 @@ _VALUE_FIELDS = {i.sample_type: tuple(f.name for f in fields(i.sample_type) if f
                  for i in INPUTS}
 
 
-def check_sample(sample: SensorSample) -> tuple[Rejected, str] | None:
+_NO_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType({})
+
+
+def check_sample(sample: SensorSample, ranges: Mapping[str, tuple[float, float]] = _NO_RANGES
+                 ) -> tuple[Rejected, str] | None:
     """None for a usable sample, else why not and which field: (reason, 'aws=-1').
 
-    Every measured field must be finite and inside its input's range, so no reading can put
-    a non-finite value (float32 overflow included) into a feature row.
+    Every measured field must be finite and inside its input's range (a boat's own span from
+    `ranges`, keyed 'input.field', where it has one), so no reading can put a non-finite
+    value (float32 overflow included) into a feature row.
     """
     spec = input_of(sample)
     for name in _VALUE_FIELDS[type(sample)]:
         value = getattr(sample, name)
         if not math.isfinite(value):
             return Rejected.NONFINITE, f'{name}={value}'
-    for name, low, high in spec.ranges:
+    for r in spec.ranges:
+        name = r.field
+        low, high = ranges.get(f'{spec.name}.{name}', r.span) if r.per_boat else r.span
         value = getattr(sample, name)
         if not low <= value <= high:
             return Rejected.IMPLAUSIBLE, f'{name}={value:.6g} not in [{low:g}, {high:g}]'

@@ -11,6 +11,7 @@ its 10 Hz; the change is applied in the post-set callback under the pilot's lock
 """
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -47,6 +48,7 @@ from autopilot_ros.inputs import (
     DEFAULT_STALE_LIMITS,
     INPUT_NAMES,
     INPUTS,
+    PER_BOAT_RANGES,
     InputDef,
     trusted_stamp,
 )
@@ -78,6 +80,24 @@ def _no_model(path: str) -> bool:
 def _course(mode: str, target: float) -> str:
     """'compass 90.0 deg' or 'standby': a mode and target as a log line says them."""
     return mode if mode == 'standby' else f'{mode} {math.degrees(target):.1f} deg'
+
+
+def _number_list(p: Parameter) -> list[float] | None:
+    """The floats an integer list or a '[0, 12.5]' string means, or None if it means none."""
+    value = p.value
+    if p.type_ == Parameter.Type.STRING:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    elif p.type_ == Parameter.Type.INTEGER_ARRAY:
+        value = list(value)  # an array.array from a service request
+    else:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return None
+    return [float(v) for v in value]
 
 
 def _range(lo: float, hi: float, description: str, read_only: bool = False):
@@ -240,6 +260,10 @@ class AutopilotNode(Node):
         d('max_rudder_rate', 0.5, _range(0.01, 10.0, 'slew limit, normalised per second'))
         for name, limit in DEFAULT_STALE_LIMITS.items():
             d(f'stale_limit.{name}', limit, _range(0.05, 60.0, f'seconds until {name} is stale'))
+        for key, (low, high) in PER_BOAT_RANGES.items():
+            d(f'plausible.{key}', [low, high], ParameterDescriptor(
+                description=f'[low, high]: {key} readings outside are dropped as implausible; '
+                            f'may narrow [{low:g}, {high:g}] for this boat, not widen it'))
         d('inference_budget', 0.03, _range(
             0.001, 0.5, 's one inference may take (less than a tick): a slower model is '
                         'refused at load, a late answer is a PD tick'))
@@ -267,7 +291,8 @@ class AutopilotNode(Node):
             return self._param(name, pending)
         limits = SafetyLimits(
             max_rudder=get('max_rudder'), max_rudder_rate=get('max_rudder_rate'),
-            stale_limits={n: get(f'stale_limit.{n}') for n in DEFAULT_STALE_LIMITS})
+            stale_limits={n: get(f'stale_limit.{n}') for n in DEFAULT_STALE_LIMITS},
+            plausible={k: tuple(get(f'plausible.{k}')) for k in PER_BOAT_RANGES})
         config = PilotConfig(rate_hz=get('rate_hz'), limits=limits,
                              pd=PDGains(kp=get('pd.kp'), kd=get('pd.kd')))
         config.validate()
@@ -277,7 +302,8 @@ class AutopilotNode(Node):
         """Pre-set: what `ros2 param set` sends, made into what the node means.
 
         - An integer for a floating-point parameter is that number (`target 2` is 2.0 rad;
-          the CLI sends 2 as an integer).
+          the CLI sends 2 as an integer), and so are integers for a list of floats; a list
+          mixing both (`[0, 12.5]`, which the CLI sends as a string) is that list.
         - A mode change with no target keeps the boat on its course: the new mode's target
           is the current heading, AWA or TWA. Otherwise the old mode's target would be read
           in the new mode: a TWA of -90 deg refused as a compass heading, an AWA of 0.5 rad
@@ -285,9 +311,13 @@ class AutopilotNode(Node):
         """
         out = []
         for p in params:
-            if p.type_ == Parameter.Type.INTEGER and self.has_parameter(p.name) and \
-                    self.get_parameter(p.name).type_ == Parameter.Type.DOUBLE:
+            held = self.get_parameter(p.name).type_ if self.has_parameter(p.name) else None
+            if p.type_ == Parameter.Type.INTEGER and held == Parameter.Type.DOUBLE:
                 p = Parameter(p.name, Parameter.Type.DOUBLE, float(p.value))
+            elif held == Parameter.Type.DOUBLE_ARRAY:
+                numbers = _number_list(p)
+                if numbers is not None:
+                    p = Parameter(p.name, Parameter.Type.DOUBLE_ARRAY, numbers)
             out.append(p)
         self._course_unknown = ''
         new = {p.name: p.value for p in out}

@@ -79,6 +79,7 @@ class Pilot:
         self.config = config or PilotConfig()
         self.config.validate()
         self.inputs = InputState()
+        self.inputs.ranges = self.config.limits.plausible
         self.safety = SafetyLayer(self.config.limits)
         self.window = FeatureWindow(WINDOW_LENGTH, NUM_FEATURES)
         self._row = np.zeros(NUM_FEATURES, dtype=np.float32)
@@ -145,6 +146,7 @@ class Pilot:
                 raise ValueError(f'rate_hz is fixed at {self.config.rate_hz:g} Hz')
             self.config = config
             self.safety.limits = config.limits
+            self.inputs.ranges = config.limits.plausible
         if (new_mode, new_target) != (self.mode, self.target):
             self.set_mode(new_mode, new_target)
         if policy is not KEEP:

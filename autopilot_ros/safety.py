@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 import math
 
-from autopilot_ros.inputs import DEFAULT_STALE_LIMITS
+from autopilot_ros.inputs import DEFAULT_STALE_LIMITS, PER_BOAT_RANGES, validate_ranges
 
 
 @dataclass
@@ -11,6 +11,9 @@ class SafetyLimits:
     max_rudder: float = 1.0  # |command| ceiling, normalised (0, 1]
     max_rudder_rate: float = 0.5  # normalised units per second
     stale_limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STALE_LIMITS))
+    # 'input.field' -> (low, high): a boat's plausible spans, inside the input table's.
+    plausible: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: dict(PER_BOAT_RANGES))
 
     def validate(self) -> None:
         """Raise ValueError with the offending value: limits must be usable at sea."""
@@ -21,6 +24,7 @@ class SafetyLimits:
         for name, limit in self.stale_limits.items():
             if not 0.0 < limit <= 60.0:
                 raise ValueError(f'stale limit for {name} {limit} s not in (0, 60]')
+        validate_ranges(self.plausible)
 
 
 class SafetyLayer:

@@ -4,6 +4,7 @@ Each test starts the real node class in this process, and a second node that pla
 boat's sensors; they talk through the middleware like separate processes would.
 """
 
+import json
 import math
 import os
 import pathlib
@@ -96,6 +97,22 @@ def _start(spinner, model: pathlib.Path | None, **params):
     return node, boat
 
 
+def _list_value(value: list) -> ParameterValue:
+    """A list typed like the ros2 CLI does: one element type, else the text as a string."""
+    for kind, field, ok in (
+            (ParameterType.PARAMETER_BOOL_ARRAY, 'bool_array_value', bool),
+            (ParameterType.PARAMETER_STRING_ARRAY, 'string_array_value', str)):
+        if all(isinstance(v, ok) for v in value):
+            return ParameterValue(type=kind, **{field: value})
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY,
+                              integer_array_value=value)
+    if all(isinstance(v, float) for v in value):
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY,
+                              double_array_value=value)
+    return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=json.dumps(value))
+
+
 def _set_params(spinner, wait, params: dict):
     """Call /autopilot/set_parameters like `ros2 param set` does; return the results."""
     client_node = spinner.add(Node(f'param_client_{time.monotonic_ns()}',
@@ -108,9 +125,8 @@ def _set_params(spinner, wait, params: dict):
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         elif isinstance(value, int) and not isinstance(value, bool):  # `ros2 param set x 2`
             pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
-        elif isinstance(value, list):
-            pv = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
-                                string_array_value=value)
+        elif isinstance(value, list):  # as ros2param's get_parameter_value types a YAML list
+            pv = _list_value(value)
         elif isinstance(value, bool):
             pv = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
         else:
