@@ -114,7 +114,7 @@ bench: setup
 # training with 3 DAgger rounds, then the closed-loop verdict. About 20 min on 2 cores.
 # Writes models/autopilot.*; shipping is a deliberate copy to resource/ (see its card).
 TRAIN := $(ROS_ENV) python -P -m autopilot_ros.training.cli
-MODEL_NOTE := Trained on the simulated yacht of this package only, from its expert helmsman. A real boat steers differently: with `hand_steering` on, steer by hand, record, and train a model of your own (README, Recording and training); the safety layer and the PD fallback hold whatever model runs. From scratch: `make model` in the repository records the bags first, with `autopilot-train simulate --out data/demos --seeds 8` (the expert at imperfection 0.3), then runs the command above.
+MODEL_NOTE := Trained on the simulated yacht of this package only, from its expert helmsman. A real boat steers differently: with `hand_steering` on, steer by hand, record, and train a model of your own (README, Recording and training); the safety layer and the PID fallback hold whatever model runs. From scratch: `make model` in the repository records the bags first, with `autopilot-train simulate --out data/demos --seeds 8` (the expert at imperfection 0.3), then runs the command above.
 model: setup
 	test -d data/demos || { $(TRAIN) simulate --out data/demos --seeds 8; }
 	$(TRAIN) --bags data/demos --out models/autopilot --dagger 3 --dagger-seeds 3 \

@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     share = get_package_share_directory('autopilot_ros')
     lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
     model = default_model_path(share) if args.model is None else \
-        os.path.abspath(args.model) if args.model else ''  # '': the PD pilot alone
+        os.path.abspath(args.model) if args.model else ''  # '': the PID pilot alone
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if os.path.exists(out):
         os.remove(out)
-    label = os.path.basename(model) if model else 'PD (no model shipped)'
+    label = os.path.basename(model) if model else 'PID (no model shipped)'
     mode = 'free running' if args.no_lockstep else 'lockstep'
     print(f'demo: autopilot ({label}) vs simulated boat, scenarios {args.scenarios}, '
           f'up to {args.speed:g}x real time ({mode}), ROS_DOMAIN_ID={domain}', flush=True)
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = sum(SCENARIOS[r.scenario].duration_s for r in results)
     print(f'\n{sim_s:.0f} s of sailing in {wall:.0f} s wall ({sim_s / wall:.1f}x real time, '
           f'startup included); trace plot: {data["plot"]}; node logs: {logs.name}')
-    print('Closed-loop comparison with the PD pilot and the expert: '
-          'python -m autopilot_ros.sim.evaluate --pilots pd expert')
+    print('Closed-loop comparison with the PID and PD pilots and the expert: '
+          'autopilot-eval --pilots pid pd expert')
     return 0
 
 

@@ -11,7 +11,7 @@ def default_params_file(share_dir: str) -> str:
 
 
 def default_model_path(share_dir: str) -> str:
-    """The shipped model, or '' (PD pilot only) while no model has earned shipping."""
+    """The shipped model, or '' (PID pilot only) while no model has earned shipping."""
     path = os.path.join(share_dir, 'resource', MODEL_FILE)
     return path if os.path.isfile(path) else ''
 

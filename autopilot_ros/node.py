@@ -54,7 +54,7 @@ from autopilot_ros.inputs import (
 )
 from autopilot_ros.launch_config import default_model_path
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
-from autopilot_ros.pd_pilot import PDGains
+from autopilot_ros.pid_pilot import GAIN_RANGES, PIDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
 from autopilot_ros.policy import ModelError, OnnxPolicy, check_model_path
 from autopilot_ros.ros_messages import (
@@ -72,7 +72,7 @@ from autopilot_ros.status import command_valid_for, released_output
 
 
 def _no_model(path: str) -> bool:
-    """'' or 'none' (any case): the PD pilot alone. `model_path:=none` survives a shell,
+    """'' or 'none' (any case): the PID pilot alone. `model_path:=none` survives a shell,
     where `model_path:=''` reaches launch as `model_path:=` and is refused."""
     return path.strip().lower() in ('', 'none')
 
@@ -191,9 +191,9 @@ class AutopilotNode(Node):
                 self.pilot.reconfigure(policy=self._load_model(path, config.rate_hz))
                 self.get_logger().info(f'model loaded: {self.pilot.policy.identity}')
             except (ModelError, ValueError) as exc:
-                self.get_logger().error(f'model refused, steering with the PD pilot: {exc}')
+                self.get_logger().error(f'model refused, steering with the PID pilot: {exc}')
         else:
-            self.get_logger().warning('no model_path: steering with the PD pilot')
+            self.get_logger().warning('no model_path: steering with the PID pilot')
         self._course_unknown = ''  # a mode change with no target, and no course to keep
         self.add_pre_set_parameters_callback(self._prepare_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -246,7 +246,7 @@ class AutopilotNode(Node):
         share = get_package_share_directory('autopilot_ros')
         # Precedence: command line > params file > this default, the shipped model.
         d('model_path', default_model_path(share), ParameterDescriptor(
-            description="ONNX model; 'none' (or empty) = the PD pilot only. Set at runtime to "
+            description="ONNX model; 'none' (or empty) = the PID pilot only. Set at runtime to "
                         'swap models.'))
         d('rate_hz', 10.0, _range(1.0, 100.0, 'control rate; must match the model',
                                   read_only=True))
@@ -266,7 +266,7 @@ class AutopilotNode(Node):
                             f'may narrow [{low:g}, {high:g}] for this boat, not widen it'))
         d('inference_budget', 0.03, _range(
             0.001, 0.5, 's one inference may take (less than a tick): a slower model is '
-                        'refused at load, a late answer is a PD tick'))
+                        'refused at load, a late answer is a PID tick'))
         d('max_model_mb', 50.0, _range(0.1, 2000.0, 'larger model files are refused unread'))
         d('allowed_model_dirs', [os.path.join(share, 'resource'), USER_MODEL_DIR],
           ParameterDescriptor(read_only=True,
@@ -278,9 +278,9 @@ class AutopilotNode(Node):
         d('stamp_future_tolerance', 0.05, _range(
             0.0, 1.0, 's a header stamp may lead the node clock; further ahead, or zero, or '
                       'over 1 s behind, the receive time is used'))
-        defaults = PDGains()
-        d('pd.kp', defaults.kp, _range(0.0, 10.0, 'PD fallback: rudder per rad of error'))
-        d('pd.kd', defaults.kd, _range(0.0, 20.0, 'PD fallback: rudder per rad/s'))
+        defaults = PIDGains()
+        for name, (low, high, meaning) in GAIN_RANGES.items():
+            d(f'pid.{name}', getattr(defaults, name), _range(low, high, f'PID pilot: {meaning}'))
 
     def _param(self, name: str, pending: dict | None = None):
         """A parameter's value: the one in `pending` (a change being checked), else the set one."""
@@ -294,7 +294,7 @@ class AutopilotNode(Node):
             stale_limits={n: get(f'stale_limit.{n}') for n in DEFAULT_STALE_LIMITS},
             plausible={k: tuple(get(f'plausible.{k}')) for k in PER_BOAT_RANGES})
         config = PilotConfig(rate_hz=get('rate_hz'), limits=limits,
-                             pd=PDGains(kp=get('pd.kp'), kd=get('pd.kd')))
+                             pid=PIDGains(**{n: get(f'pid.{n}') for n in GAIN_RANGES}))
         config.validate()
         return config
 
@@ -395,8 +395,8 @@ class AutopilotNode(Node):
         if before[2] != after[2]:
             log(f'hand_steering: {before[2]} -> {after[2]}')
         if 'model_path' in names:
-            old = before[3].identity if before[3] else 'none (PD)'
-            log(f'model: {old} -> ' + (policy.identity if policy else 'none: PD only'))
+            old = before[3].identity if before[3] else 'none (PID)'
+            log(f'model: {old} -> ' + (policy.identity if policy else 'none: PID only'))
 
     def _on_engage(self, request: SetBool.Request, response: SetBool.Response):
         """Engage on the current heading (compass mode) or go to standby.

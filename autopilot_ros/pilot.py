@@ -10,7 +10,12 @@ import math
 
 import numpy as np
 
-from autopilot_ros.conventions import heading_error, turn_rate_starboard, validate_mode
+from autopilot_ros.conventions import (
+    heading_error,
+    turn_rate_starboard,
+    validate_mode,
+    wrap_pi,
+)
 from autopilot_ros.features import (
     NUM_FEATURES,
     WINDOW_LENGTH,
@@ -20,7 +25,7 @@ from autopilot_ros.features import (
     target_heading,
 )
 from autopilot_ros.inputs import INPUT_NAMES, OPTIONAL_INPUTS, REQUIRED_INPUTS
-from autopilot_ros.pd_pilot import PDGains, pd_command
+from autopilot_ros.pid_pilot import PIDGains, PIDPilot
 from autopilot_ros.policy import one_line
 from autopilot_ros.safety import SafetyLayer, SafetyLimits
 from autopilot_ros.window import FeatureWindow
@@ -28,11 +33,19 @@ from autopilot_ros.window import FeatureWindow
 # Same numbers as the POLICY_* constants of RudderCommand.msg / AutopilotStatus.msg.
 POLICY_STANDBY = 0
 POLICY_MODEL = 1
-POLICY_FALLBACK_PD = 2
-POLICY_NAMES = {POLICY_STANDBY: 'standby', POLICY_MODEL: 'model', POLICY_FALLBACK_PD: 'pd'}
+POLICY_FALLBACK_PID = 2
+POLICY_NAMES = {POLICY_STANDBY: 'standby', POLICY_MODEL: 'model', POLICY_FALLBACK_PID: 'pid'}
+
+# A model taking the helm from the PID blends in over this long (the PID's live request
+# fades out), so a handover never jumps the rudder; the other way the PID's integral has
+# tracked the model's offset all along.
+HANDOVER_S = 1.0
+# A target moved further than this is a new course (a tack, a gybe, a turn), and the PID's
+# integral starts again; a sailor's nudge of a few degrees keeps the boat's trim.
+NEW_COURSE = math.radians(10.0)
 
 # Failed model ticks in a row (exception, malformed or non-finite output) before the pilot
-# drops the model: 1 s at 10 Hz of PD is a fallback, 10 failures in a row is a broken model.
+# drops the model: 1 s at 10 Hz of PID is a fallback, 10 failures in a row is a broken model.
 MODEL_FAILURE_LIMIT = 10
 
 # reconfigure(policy=KEEP) leaves the running model in place (None means: no model).
@@ -43,12 +56,13 @@ KEEP = object()
 class PilotConfig:
     rate_hz: float = 10.0
     limits: SafetyLimits = field(default_factory=SafetyLimits)
-    pd: PDGains = field(default_factory=PDGains)
+    pid: PIDGains = field(default_factory=PIDGains)
 
     def validate(self) -> None:
         if not 1.0 <= self.rate_hz <= 100.0:
             raise ValueError(f'rate_hz {self.rate_hz} not in [1, 100]')
         self.limits.validate()
+        self.pid.validate()
 
 
 @dataclass
@@ -73,7 +87,7 @@ class PilotOutput:
 
 
 class Pilot:
-    """Ties features, window, policy, PD fallback and safety layer together."""
+    """Ties features, window, policy, PID fallback and safety layer together."""
 
     def __init__(self, config: PilotConfig | None = None, policy=None) -> None:
         self.config = config or PilotConfig()
@@ -81,6 +95,8 @@ class Pilot:
         self.inputs = InputState()
         self.inputs.ranges = self.config.limits.plausible
         self.safety = SafetyLayer(self.config.limits)
+        self.pid = PIDPilot(self.config.pid)
+        self._model_ticks_in_a_row = 0  # for the PID -> model blend
         self.window = FeatureWindow(WINDOW_LENGTH, NUM_FEATURES)
         self._row = np.zeros(NUM_FEATURES, dtype=np.float32)
         self.policy = policy
@@ -116,12 +132,14 @@ class Pilot:
     def set_mode(self, mode: str, target: float) -> None:
         """Change mode/target between ticks; raises ValueError and keeps the old ones."""
         validate_mode(mode, target)
+        if mode != self.mode or abs(wrap_pi(float(target) - self.target)) > NEW_COURSE:
+            self.pid.reset()
         self.mode = mode
         self.target = float(target)
         self._last_target_heading = None
 
     def set_policy(self, policy) -> None:
-        """Swap the model between two ticks (None: PD only). The window is kept."""
+        """Swap the model between two ticks (None: the PID only). The window is kept."""
         if self.policy is not None and self.policy is not policy:
             _close(self.policy)
         self.policy = policy
@@ -146,6 +164,7 @@ class Pilot:
                 raise ValueError(f'rate_hz is fixed at {self.config.rate_hz:g} Hz')
             self.config = config
             self.safety.limits = config.limits
+            self.pid.gains = config.pid
             self.inputs.ranges = config.limits.plausible
         if (new_mode, new_target) != (self.mode, self.target):
             self.set_mode(new_mode, new_target)
@@ -188,6 +207,7 @@ class Pilot:
             rudder = state.rudder_angle
             start = rudder.angle if (fresh.rudder_angle and rudder) else 0.0
             self.safety.reset(start)
+            self.pid.reset()
 
         # The model reads every required input's features in every mode: all must be fresh.
         model_inputs_fresh = all(getattr(fresh, name) for name in REQUIRED_INPUTS)
@@ -205,8 +225,11 @@ class Pilot:
             reasons.append('inputs stale: ' + ', '.join(n for n in stale
                                                          if n not in OPTIONAL_INPUTS))
 
+        rate = (turn_rate_starboard(state.imu.yaw_rate_z) if fresh.imu and state.imu
+                else state.heading_rate)
+        speed = state.speed.stw if fresh.speed and state.speed else None
         raw = math.nan
-        policy = POLICY_FALLBACK_PD
+        policy = POLICY_FALLBACK_PID
         if self.policy is None:
             reasons.append('no model loaded')
         elif not self.window.full:
@@ -218,11 +241,21 @@ class Pilot:
                 reasons.append(failure)
             else:
                 policy = POLICY_MODEL
-        if policy == POLICY_FALLBACK_PD:
-            rate = (turn_rate_starboard(state.imu.yaw_rate_z) if fresh.imu and state.imu
-                    else state.heading_rate)
-            raw = pd_command(self.config.pd, err, rate)
+        max_rudder = self.config.limits.max_rudder
+        if policy == POLICY_FALLBACK_PID:
+            self._model_ticks_in_a_row = 0
+            raw = self.pid.command(err, rate, speed, dt, max_rudder)
+        else:
+            self._model_ticks_in_a_row += 1
+            share = self._model_ticks_in_a_row / (HANDOVER_S * self.config.rate_hz)
+            if share < 1.0:
+                pid = max(-max_rudder, min(max_rudder, self.pid.response(err, rate, speed)
+                                           + self.pid.integral))
+                raw = share * raw + (1.0 - share) * pid
+                reasons.append(f'taking the helm from the PID ({share:.0%})')
         command = self.safety.apply(raw, dt)
+        if policy == POLICY_MODEL:
+            self.pid.track(command, err, rate, speed, dt)
         engaged = not self.hand_steering
         if not engaged:
             self.engaged = False  # taking the helm later slews from the measured rudder
@@ -236,7 +269,7 @@ class Pilot:
     def _run_model(self) -> tuple[float, str]:
         """(raw output, '') or (NaN, why not). Whatever the model does, the tick goes on.
 
-        After MODEL_FAILURE_LIMIT failed ticks in a row the model is dropped (PD steers) and
+        After MODEL_FAILURE_LIMIT failed ticks in a row the model is dropped (the PID steers) and
         `unloaded_reason` says why: a model that fails that often is not to be trusted.
         """
         try:
@@ -253,7 +286,7 @@ class Pilot:
         self._failed_in_a_row += 1
         if self._failed_in_a_row >= MODEL_FAILURE_LIMIT:
             self.unloaded_reason = (f'model dropped after {self._failed_in_a_row} failed ticks '
-                                    f'in a row (last: {failure}); PD steers')
+                                    f'in a row (last: {failure}); the PID steers')
             _close(self.policy)
             self.policy = None
             self._failed_in_a_row = 0
@@ -261,6 +294,7 @@ class Pilot:
 
     def _standby(self, now: float, reason: str, stale: list[str]) -> PilotOutput:
         self.engaged = False
+        self._model_ticks_in_a_row = 0
         self.window.clear()
         self.safety.reset(0.0)
         return PilotOutput(

@@ -123,7 +123,7 @@ class OnnxPolicy:
     `max_bytes` refuses a larger file before reading it. With a `budget` (seconds), a model
     slower than that at load is refused, and at run time each inference runs on a worker
     thread the caller waits for at most `budget`: a late answer is a ModelTimeout (the
-    pilot steers with PD that tick), never a late tick. Without one (evaluation, training)
+    pilot steers with the PID that tick), never a late tick. Without one (evaluation, training)
     inference runs in the caller's thread, so closed-loop runs stay deterministic.
     """
 

@@ -99,7 +99,7 @@ def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float
         KeyValue(key='mode', value=pilot.mode),
         KeyValue(key='active policy', value=POLICY_NAMES[out.policy] if out else 'none'),
         KeyValue(key='reason', value=out.reason if out else ''),
-        KeyValue(key='model', value=policy.identity if policy else 'none (PD)'),
+        KeyValue(key='model', value=policy.identity if policy else 'none (PID)'),
         KeyValue(key='inference p50 ms', value=f'{p50 * 1e3:.3f}'),
         KeyValue(key='inference p99 ms', value=f'{p99 * 1e3:.3f}'),
         KeyValue(key='rejected samples', value=str(pilot.rejected_samples)),

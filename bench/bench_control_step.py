@@ -1,7 +1,7 @@
 """Benchmark the control step: features + window + ONNX inference + safety, per tick.
 
 Prints one table: ONNX Runtime inference and the whole Pilot.step for the seed
-architecture, the same model in PyTorch eager, the PD-only tick, and the resident memory
+architecture, the same model in PyTorch eager, the PID-only tick, and the resident memory
 of the real autopilot_node process. Run with `make bench`. Figures from one run are
 comparable with each other; absolute times depend on the machine.
 """
@@ -134,7 +134,7 @@ def main() -> int:
             rows.append((f'PyTorch eager inference ({threads} thread)', *percentiles(times)))
         rows.append(('Pilot.step with model (features+window+ORT+safety)',
                      *percentiles(pilot_ticks(Pilot(PilotConfig(), policy), args.n))))
-        rows.append(('Pilot.step PD only (features+window+safety)',
+        rows.append(('Pilot.step PID only (features+window+safety)',
                      *percentiles(pilot_ticks(Pilot(PilotConfig()), args.n))))
         rss = math.nan if args.no_node else node_rss_mb(path)
         print(f'seed architecture: {count_parameters(model)} parameters; '

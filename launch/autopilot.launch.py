@@ -3,7 +3,7 @@
     ros2 launch autopilot_ros autopilot.launch.py
     ros2 launch autopilot_ros autopilot.launch.py sim:=true rviz:=true
     ros2 launch autopilot_ros autopilot.launch.py model_path:=/path/to/model.onnx
-    ros2 launch autopilot_ros autopilot.launch.py model_path:=none      # the PD pilot alone
+    ros2 launch autopilot_ros autopilot.launch.py model_path:=none      # the PID pilot alone
     ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
@@ -72,7 +72,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('params_file', default_value=default_params_file(share),
                               description='autopilot node parameters (YAML)'),
         DeclareLaunchArgument('model_path', default_value='',
-                              description="ONNX model; 'none' = the PD pilot only; not given: "
+                              description="ONNX model; 'none' = the PID pilot only; not given: "
                                           'the params file, else the shipped model'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace for the nodes and their topics'),

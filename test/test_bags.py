@@ -448,7 +448,7 @@ bool engaged
 uint8 policy
 uint8 POLICY_STANDBY=0
 uint8 POLICY_MODEL=1
-uint8 POLICY_FALLBACK_PD=2
+uint8 POLICY_FALLBACK_PID=2
 """
 
 

@@ -20,7 +20,7 @@ from autopilot_ros.features import (
 )
 from autopilot_ros.inputs import Rejected, check_sample, input_of, trusted_stamp
 from autopilot_ros.pilot import (
-    POLICY_FALLBACK_PD,
+    POLICY_FALLBACK_PID,
     POLICY_MODEL,
     POLICY_STANDBY,
     Pilot,
@@ -158,7 +158,7 @@ def test_pilot_uses_pd_while_the_window_fills_then_the_model(model_factory):
     pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory(gain=2.0)), 10.0))
     pilot.set_mode('compass', 0.3)
     outs = run(pilot, 3.0, heading=0.0)
-    assert all(o.policy == POLICY_FALLBACK_PD for o in outs[:WINDOW_LENGTH - 1])
+    assert all(o.policy == POLICY_FALLBACK_PID for o in outs[:WINDOW_LENGTH - 1])
     assert 'window filling' in outs[0].reason
     assert outs[WINDOW_LENGTH - 1].policy == POLICY_MODEL
     # error +0.3 rad: the model asks tanh(0.6) to starboard, reached through the slew limit
@@ -184,14 +184,14 @@ def test_model_nan_output_falls_back_to_pd_and_command_stays_finite(model_factor
     pilot.set_mode('compass', 0.2)  # target to starboard: error > 0 -> NaN
     outs = run(pilot, 2.5, heading=0.0)
     last = outs[-1]
-    assert last.policy == POLICY_FALLBACK_PD and 'not finite' in last.reason
+    assert last.policy == POLICY_FALLBACK_PID and 'not finite' in last.reason
     assert all(math.isfinite(o.command) for o in outs)
     assert last.command > 0  # PD still steers towards the target
     assert pilot.nonfinite_outputs == 6 and pilot.policy is not None
     # Ten failed ticks in a row: the model is dropped, PD steers, and the pilot says why.
     outs = run(pilot, 0.5, heading=0.0, t0=last.stamp)
     assert pilot.policy is None and 'dropped after 10 failed ticks' in pilot.unloaded_reason
-    assert outs[-1].policy == POLICY_FALLBACK_PD and outs[-1].reason == 'no model loaded'
+    assert outs[-1].policy == POLICY_FALLBACK_PID and outs[-1].reason == 'no model loaded'
 
 
 def test_standby_without_heading_and_pd_when_imu_goes_stale(model_factory):
@@ -208,7 +208,7 @@ def test_standby_without_heading_and_pd_when_imu_goes_stale(model_factory):
         pilot.update(WindSample(t, 1.0, 8.0))
         outs.append(pilot.step(t))
     stale_ticks = [o for o in outs if 'imu' in o.stale_inputs]
-    assert stale_ticks and all(o.policy == POLICY_FALLBACK_PD for o in stale_ticks)
+    assert stale_ticks and all(o.policy == POLICY_FALLBACK_PID for o in stale_ticks)
     # The first stale tick comes within the IMU limit (0.5 s) plus one tick.
     first = next(i for i, o in enumerate(outs) if o.policy != POLICY_MODEL)
     assert (first + 1) * 0.1 <= 0.5 + 0.1 + 1e-9
@@ -324,7 +324,7 @@ def test_a_model_that_raises_on_some_inputs_is_one_fallback_tick_each_then_dropp
     pilot.set_mode('compass', 0.3)  # error 0.3: every inference raises
     outs = run(pilot, 0.5, heading=0.0, t0=outs[-1].stamp)
     failed = [o for o in outs if 'model failed: ' in o.reason]
-    assert failed and all(o.policy == POLICY_FALLBACK_PD for o in failed)
+    assert failed and all(o.policy == POLICY_FALLBACK_PID for o in failed)
     assert 'InvalidArgument' in failed[0].reason or 'indices' in failed[0].reason.lower()
     assert all(math.isfinite(o.command) for o in outs) and pilot.model_errors == len(failed)
     assert pilot.policy is policy  # five failures are a fallback, not yet a broken model
@@ -433,7 +433,7 @@ def test_a_model_over_budget_at_sea_is_a_pd_tick_not_a_late_one_then_dropped(mod
     assert outs[-1].policy == POLICY_MODEL
     pilot.set_mode('compass', 0.3)
     outs = run(pilot, 0.5, heading=0.0, t0=outs[-1].stamp)
-    assert all(o.policy == POLICY_FALLBACK_PD and 'ModelTimeout' in o.reason for o in outs)
+    assert all(o.policy == POLICY_FALLBACK_PID and 'ModelTimeout' in o.reason for o in outs)
     assert 'budget' in outs[0].reason and math.isfinite(outs[-1].command)
     run(pilot, 0.6, heading=0.0, t0=outs[-1].stamp)
     assert pilot.policy is None and 'budget' in pilot.unloaded_reason + outs[0].reason

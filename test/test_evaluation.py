@@ -49,7 +49,7 @@ def test_command_prints_a_table_and_writes_a_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     with pytest.raises(SystemExit):  # argparse: one clear message, exit status 2
         main(['--pilots', str(tmp_path / 'missing.onnx'), '--seeds', '1'])
-    assert 'neither pd/expert/zero nor an existing .onnx file' in capsys.readouterr().err
+    assert 'neither pid/pd/expert/zero nor an existing .onnx file' in capsys.readouterr().err
 
 
 def test_a_broken_model_is_one_message_not_a_traceback(tmp_path, capsys):

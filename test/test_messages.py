@@ -20,7 +20,7 @@ def _status() -> AutopilotStatus:
     msg.heading_error = -0.25
     msg.command = -0.4
     msg.raw_command = math.nan
-    msg.policy = AutopilotStatus.POLICY_FALLBACK_PD
+    msg.policy = AutopilotStatus.POLICY_FALLBACK_PID
     msg.reason = 'window filling 3/20'
     msg.model_path = '/models/a.onnx'
     msg.model_sha256 = 'ab' * 32
@@ -80,7 +80,7 @@ def test_policy_constants_match_the_pure_core():
     for msg_type in (RudderCommand, AutopilotStatus):
         assert msg_type.POLICY_STANDBY == pilot.POLICY_STANDBY
         assert msg_type.POLICY_MODEL == pilot.POLICY_MODEL
-        assert msg_type.POLICY_FALLBACK_PD == pilot.POLICY_FALLBACK_PD
+        assert msg_type.POLICY_FALLBACK_PID == pilot.POLICY_FALLBACK_PID
 
 
 def test_samples_go_out_and_come_back_the_same_through_rclpy_and_rosbags():

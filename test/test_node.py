@@ -141,6 +141,8 @@ def test_model_steers_with_the_right_sign_and_status_says_so(spinner, wait, mode
     _, boat = _start(spinner, model_factory(gain=2.0), target=0.3)  # target to starboard
     assert wait(lambda: (s := boat.last_status()) is not None
                 and s.policy == AutopilotStatus.POLICY_MODEL, timeout=15.0)
+    assert any('taking the helm from the PID' in s.reason for _, s in boat.statuses)
+    assert wait(lambda: boat.last_status().reason == '', timeout=5.0)  # the model alone
     status = boat.last_status()
     assert status.engaged and status.mode == 'compass'
     assert math.isclose(status.heading_error, 0.3, abs_tol=1e-6)
@@ -186,7 +188,7 @@ def test_hot_swap_changes_the_command_and_a_bad_model_is_refused(spinner, wait,
 
 def _sensor_timing(status: AutopilotStatus) -> bool:
     """True when the PD fallback was forced by late sensor data, not by the policy."""
-    return status.policy == AutopilotStatus.POLICY_FALLBACK_PD and (
+    return status.policy == AutopilotStatus.POLICY_FALLBACK_PID and (
         status.reason.startswith('inputs stale') or status.reason.startswith('window filling'))
 
 
@@ -221,7 +223,7 @@ def test_a_silent_sensor_puts_the_node_in_its_safe_state_in_time(spinner, wait,
     _, boat = _start(spinner, model_factory())
     assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
                 timeout=15.0)
-    delay = _silence(boat, wait, 'imu', AutopilotStatus.POLICY_FALLBACK_PD)
+    delay = _silence(boat, wait, 'imu', AutopilotStatus.POLICY_FALLBACK_PID)
     assert delay < 0.5 + 0.1 + 0.2  # IMU limit, a tick, timer jitter
     assert 'imu' in boat.last_status().stale_inputs
     delay = _silence(boat, wait, 'heading', AutopilotStatus.POLICY_STANDBY)
@@ -270,14 +272,14 @@ def test_a_model_that_raises_at_sea_falls_back_each_tick_then_is_dropped(spinner
     assert _set_params(spinner, wait, {'target': 0.3})[0].successful  # error 0.3: it raises
     assert wait(lambda: 'model failed: ' in boat.last_status().reason, timeout=5.0)
     failed = next(s for _, s in boat.statuses[n_before:] if 'model failed' in s.reason)
-    assert failed.policy == AutopilotStatus.POLICY_FALLBACK_PD and failed.model_sha256 == sha
+    assert failed.policy == AutopilotStatus.POLICY_FALLBACK_PID and failed.model_sha256 == sha
     assert math.isfinite(failed.command) and failed.engaged
     # Ten failed ticks in a row: dropped with a logged reason, PD steers on, commands flow.
     assert wait(lambda: boat.last_status().model_sha256 == '', timeout=10.0)
     count = len(boat.commands)
     assert wait(lambda: len(boat.commands) >= count + 10, timeout=5.0)
     last = boat.commands[-1]
-    assert last.engaged and last.policy == RudderCommand.POLICY_FALLBACK_PD and last.command > 0
+    assert last.engaged and last.policy == RudderCommand.POLICY_FALLBACK_PID and last.command > 0
     assert node.pilot.model_errors >= 10 and node.pilot.policy is None
 
 

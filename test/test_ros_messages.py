@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import Imu
 
 from autopilot_ros.conventions import GRAVITY
-from autopilot_ros.pilot import POLICY_FALLBACK_PD, POLICY_MODEL, Pilot, PilotOutput
+from autopilot_ros.pilot import POLICY_FALLBACK_PID, POLICY_MODEL, Pilot, PilotOutput
 from autopilot_ros.policy import OnnxPolicy
 from autopilot_ros.ros_messages import (
     BASE_FRAME,
@@ -37,7 +37,7 @@ STAMP = Time(sec=100)
 
 def output(**changes) -> PilotOutput:
     values = dict(stamp=10.0, command=0.4, raw_command=0.5, engaged=True,
-                  policy=POLICY_FALLBACK_PD, reason='window filling 3/20', mode='compass',
+                  policy=POLICY_FALLBACK_PID, reason='window filling 3/20', mode='compass',
                   target=1.0, target_heading=1.0, heading_error=0.2, window_fill=3,
                   stale_inputs=['speed'], inference_time=math.nan)
     values.update(changes)

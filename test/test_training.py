@@ -259,9 +259,12 @@ def test_dagger_rollout_labels_states_the_model_visits(model_factory):
 def test_verdict_calls_better_worse_and_dangerous():
     def r(pilot, scenario, rms, rudder, worst):
         return RunResult(pilot, scenario, 0, rms, worst, 1.0, rudder, 0.0)
-    results = [r('pd', 'a', 4.0, 12.0, 10.0), r('m', 'a', 3.0, 10.0, 9.0),
-               r('pd', 'b', 4.0, 12.0, 10.0), r('m', 'b', 3.0, 13.0, 9.0),
-               r('pd', 'c', 4.0, 12.0, 10.0), r('m', 'c', 5.5, 8.0, 12.0)]
+    results = [r('pid', 'a', 4.0, 12.0, 10.0), r('m', 'a', 3.0, 10.0, 9.0),
+               r('pid', 'b', 4.0, 12.0, 10.0), r('m', 'b', 3.0, 13.0, 9.0),
+               r('pid', 'c', 4.0, 12.0, 10.0), r('m', 'c', 5.5, 8.0, 12.0)]
+    # The former PD pilot is a reference column: the verdict is against the fallback, the
+    # PID (judged against these PD rows, every call would be 'dangerous').
+    results += [r('pd', s, 1.0, 1.0, 1.0) for s in 'abc']
     v = verdict(results, 'm')
     calls = {s: row['call'] for s, row in v['scenarios'].items()}
     assert calls == {'a': 'better', 'b': 'not better', 'c': 'dangerous'}

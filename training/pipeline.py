@@ -3,7 +3,7 @@
 `run` is what `autopilot-train --bags ... --out models/NAME` does. It writes, next to
 each other: NAME.onnx (the model the node loads), NAME.pt (checkpoint, weights only),
 NAME_curves.png, NAME_traces.png, NAME.json (every number) and NAME.md (the model card
-with the closed-loop table and the verdict against the PD pilot).
+with the closed-loop table and the verdict against the PID pilot, the node's fallback).
 """
 
 from __future__ import annotations
@@ -47,11 +47,13 @@ from autopilot_ros.training.train import (
 SELECTION_SEEDS = (500, 501)
 DAGGER_SEED_BASE = 2000
 
-# Verdict against PD, per scenario (closed loop, mean over seeds).
-BETTER_RMS = 1.0  # model RMS below PD RMS ...
-BETTER_RUDDER = 1.0  # ... with no more rudder travel than PD
-DANGER_RMS = 1.25  # RMS above 1.25x PD, or ...
-DANGER_MAX_DEG = 10.0  # ... worst error more than 10 deg beyond PD's worst: dangerous
+# Verdict against the PID pilot (the node's fallback: what steers if the model does not),
+# per scenario (closed loop, mean over seeds). The former PD pilot is a reference column.
+BASELINE = 'pid'
+BETTER_RMS = 1.0  # model RMS below the PID's ...
+BETTER_RUDDER = 1.0  # ... with no more rudder travel than the PID
+DANGER_RMS = 1.25  # RMS above 1.25x the PID's, or ...
+DANGER_MAX_DEG = 10.0  # ... worst error more than 10 deg beyond the PID's worst: dangerous
 
 
 @dataclass
@@ -92,23 +94,23 @@ def _mean_rms(results: list[RunResult], scenario: str) -> float:
 
 
 def verdict(results: list[RunResult], model: str) -> dict:
-    """Per scenario: better / not better / dangerous vs PD, and whether to ship."""
+    """Per scenario: better / not better / dangerous vs the PID, and whether to ship."""
     rows = {}
     for s in dict.fromkeys(r.scenario for r in results):
-        mine, pd = _runs(results, s, model), _runs(results, s, 'pd')
+        mine, base = _runs(results, s, model), _runs(results, s, BASELINE)
         rms = float(np.mean([r.rms_deg for r in mine]))
-        pd_rms = float(np.mean([r.rms_deg for r in pd]))
+        base_rms = float(np.mean([r.rms_deg for r in base]))
         rud = float(np.mean([r.rudder_travel_per_min for r in mine]))
-        pd_rud = float(np.mean([r.rudder_travel_per_min for r in pd]))
+        base_rud = float(np.mean([r.rudder_travel_per_min for r in base]))
         worst = max(r.max_deg for r in mine)
-        if rms > DANGER_RMS * pd_rms or worst > max(r.max_deg for r in pd) + DANGER_MAX_DEG:
+        if rms > DANGER_RMS * base_rms or worst > max(r.max_deg for r in base) + DANGER_MAX_DEG:
             call = 'dangerous'
-        elif rms < BETTER_RMS * pd_rms and rud <= BETTER_RUDDER * pd_rud:
+        elif rms < BETTER_RMS * base_rms and rud <= BETTER_RUDDER * base_rud:
             call = 'better'
         else:
             call = 'not better'
-        rows[s] = {'model_rms': rms, 'pd_rms': pd_rms, 'model_rudder': rud,
-                   'pd_rudder': pd_rud, 'call': call}
+        rows[s] = {'model_rms': rms, 'pid_rms': base_rms, 'model_rudder': rud,
+                   'pid_rudder': base_rud, 'call': call}
     better = sum(v['call'] == 'better' for v in rows.values())
     dangerous = [s for s, v in rows.items() if v['call'] == 'dangerous']
     ship = better > len(rows) / 2 and not dangerous
@@ -116,11 +118,11 @@ def verdict(results: list[RunResult], model: str) -> dict:
             'ship': ship}
 
 
-def selection_score(policy_path: str, pd_rms: dict[str, float],
+def selection_score(policy_path: str, base_rms: dict[str, float],
                     scenarios: tuple[str, ...]) -> float:
-    """Mean over scenarios of model RMS / PD RMS on the selection seeds (lower is better)."""
+    """Mean over scenarios of model RMS / PID RMS on the selection seeds (lower is better)."""
     res = evaluate([policy_path], list(scenarios), list(SELECTION_SEEDS))
-    return float(np.mean([_mean_rms(res, s) / pd_rms[s] for s in scenarios]))
+    return float(np.mean([_mean_rms(res, s) / base_rms[s] for s in scenarios]))
 
 
 def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
@@ -186,9 +188,9 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     # 5. Closed loop: the verdict.
     if cfg.eval_seeds > 0:
         name = paths['onnx'].name
-        progress.line(f'closed loop: pd, expert and {name} in {len(cfg.scenarios)} '
+        progress.line(f'closed loop: pid, pd, expert and {name} in {len(cfg.scenarios)} '
                       f'scenarios x {cfg.eval_seeds} seeds')
-        results = evaluate(['pd', 'expert', str(paths['onnx'])], list(cfg.scenarios),
+        results = evaluate([BASELINE, 'pd', 'expert', str(paths['onnx'])], list(cfg.scenarios),
                            list(range(cfg.eval_seeds)),
                            lambda d, n, r: progress.bar('closed loop', d, n))
         table = summary_table(results)
@@ -197,9 +199,9 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
                                  'verdict': verdict(results, name)}
         progress.line(table)
         v = report['closed_loop']['verdict']
-        progress.line(f'verdict: better than PD in {v["better"]} of {v["of"]} scenarios; '
+        progress.line(f'verdict: better than the PID in {v["better"]} of {v["of"]} scenarios; '
                       f'dangerous in: {", ".join(v["dangerous"]) or "none"}; '
-                      f'{"fit to ship" if v["ship"] else "not fit to ship: keep PD"}')
+                      f'{"fit to ship" if v["ship"] else "not fit to ship: keep the PID"}')
     report['total_seconds'] = round(time.perf_counter() - t_start, 1)
     paths['json'].write_text(json.dumps(report, indent=1, default=float) + '\n')
     paths['card'].write_text(model_card(report, paths, cfg))
@@ -215,8 +217,8 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
     The validation set stays the demonstrations' (a fixed yardstick); the model kept is
     the round that steers best on the selection seeds, in closed loop.
     """
-    pd_results = evaluate(['pd'], list(cfg.scenarios), list(SELECTION_SEEDS))
-    pd_rms = {s: _mean_rms(pd_results, s) for s in cfg.scenarios}
+    base_results = evaluate([BASELINE], list(cfg.scenarios), list(SELECTION_SEEDS))
+    base_rms = {s: _mean_rms(base_results, s) for s in cfg.scenarios}
     rounds = []
     aggregate = train
     best = (math.inf, None, 0)
@@ -226,10 +228,10 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
             onnx_path = os.path.join(tmp, f'round{it}.onnx')
             export_onnx(model, onnx_path, rate_hz=cfg.data.rate_hz,
                         check_windows=val.windows(np.arange(min(len(val), 256))))
-            score = selection_score(onnx_path, pd_rms, cfg.scenarios)
+            score = selection_score(onnx_path, base_rms, cfg.scenarios)
             rounds.append({'round': it, 'train_windows': len(aggregate),
-                           'selection_rms_vs_pd': round(score, 4)})
-            progress.line(f'DAgger round {it}: closed-loop RMS / PD RMS on selection seeds '
+                           'selection_rms_vs_pid': round(score, 4)})
+            progress.line(f'DAgger round {it}: closed-loop RMS / PID RMS on selection seeds '
                           f'{score:.3f} ({len(aggregate):,} training windows)')
             if score < best[0]:
                 best = (score, {k: v.clone() for k, v in model.state_dict().items()}, it)
@@ -255,7 +257,7 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
             histories.append(history)
     score, state, it = best
     model.load_state_dict(state)
-    progress.line(f'DAgger: keeping round {it} (selection RMS / PD {score:.3f})')
+    progress.line(f'DAgger: keeping round {it} (selection RMS / PID {score:.3f})')
     return model, histories, {'rounds': rounds, 'kept_round': it,
                               'seeds_per_scenario': cfg.dagger_seeds}
 
@@ -292,8 +294,8 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
         dg = report['dagger']
         lines.append(f'- DAgger: {len(dg["rounds"]) - 1} round(s) x {dg["seeds_per_scenario"]} '
                      f'seed(s) per scenario; kept round {dg["kept_round"]} (selection '
-                     'RMS / PD by round: '
-                     + ', '.join(str(r['selection_rms_vs_pd']) for r in dg['rounds']) + ').')
+                     'RMS / PID by round: '
+                     + ', '.join(str(r['selection_rms_vs_pid']) for r in dg['rounds']) + ').')
     ol = report['open_loop']
     lines += [
         f'- Wall time: {report["training_seconds"]:.0f} s to read the bags, build the '
@@ -322,18 +324,20 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
             cl['table'],
             '```',
             '',
-            '| scenario | model RMS deg | PD RMS deg | model rudder/min | PD rudder/min | call |',
+            '| scenario | model RMS deg | PID RMS deg | model rudder/min | PID rudder/min '
+            '| call |',
             '|---|---|---|---|---|---|',
         ]
         for s, row in v['scenarios'].items():
-            lines.append(f'| {s} | {row["model_rms"]:.2f} | {row["pd_rms"]:.2f} | '
-                         f'{row["model_rudder"]:.2f} | {row["pd_rudder"]:.2f} | {row["call"]} |')
+            lines.append(f'| {s} | {row["model_rms"]:.2f} | {row["pid_rms"]:.2f} | '
+                         f'{row["model_rudder"]:.2f} | {row["pid_rudder"]:.2f} | {row["call"]} |')
         lines += [
             '',
-            f'Verdict: better than PD (lower RMS, no more rudder travel) in {v["better"]} of '
-            f'{v["of"]} scenarios; dangerously worse (RMS > {DANGER_RMS}x PD or worst error '
-            f'> PD\'s + {DANGER_MAX_DEG:g} deg) in: {", ".join(v["dangerous"]) or "none"}. '
-            + ('Fit to ship as the default.' if v['ship'] else 'Not fit to ship: keep PD.'),
+            'Verdict: better than the PID pilot (lower RMS, no more rudder travel) in '
+            f'{v["better"]} of {v["of"]} scenarios; dangerously worse (RMS > {DANGER_RMS}x '
+            f"the PID's or worst error > the PID's + {DANGER_MAX_DEG:g} deg) in: "
+            f'{", ".join(v["dangerous"]) or "none"}. '
+            + ('Fit to ship as the default.' if v['ship'] else 'Not fit to ship: keep the PID.'),
             '',
         ]
     if cfg.command:

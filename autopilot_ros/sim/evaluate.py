@@ -1,11 +1,11 @@
 """Closed-loop evaluation: pilots steer the simulated boat; tables and a trace plot come out.
 
 Every pilot except the expert runs through the very Pilot object the node runs (features,
-window, ONNX policy, PD fallback, safety layer). The errors are measured on the true state,
+window, ONNX policy, PID fallback, safety layer). The errors are measured on the true state,
 not on the noisy sensors the pilot sees. This is the verdict on a model; validation loss
 is not.
 
-    autopilot-eval --pilots pd expert models/new.onnx --seeds 5 --plot out/traces.png
+    autopilot-eval --pilots pid pd expert models/new.onnx --seeds 5 --plot out/traces.png
 """
 
 import argparse
@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from autopilot_ros.pid_pilot import PD_REFERENCE
 from autopilot_ros.pilot import Pilot, PilotConfig
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop, PilotSteer
@@ -41,13 +42,19 @@ class RunResult:
 
 
 def make_pilot(name: str):
-    """'pd', 'expert', 'zero', or a path to an .onnx model -> a per-tick controller."""
+    """'pid', 'pd', 'expert', 'zero', or a path to an .onnx model -> a per-tick controller.
+
+    'pid' is the node's fallback with its default gains; 'pd' the same pilot as this package
+    first had it (no integral, no speed schedule), kept as a reference column.
+    """
     if name == 'expert':
         return 'expert'
     if name == 'zero':
         return 'zero'
-    if name == 'pd':
+    if name == 'pid':
         return Pilot(PilotConfig())
+    if name == 'pd':
+        return Pilot(PilotConfig(pid=PD_REFERENCE))
     from autopilot_ros.policy import OnnxPolicy
     return Pilot(PilotConfig(), OnnxPolicy(name, rate_hz=CONTROL_RATE_HZ))
 
@@ -188,16 +195,17 @@ def plot_traces(results: list[RunResult], path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='autopilot-eval', description=__doc__.split('\n')[0])
-    parser.add_argument('--pilots', nargs='+', default=['pd', 'expert'],
-                        help="'pd', 'expert', 'zero' or paths to .onnx models")
+    parser.add_argument('--pilots', nargs='+', default=['pid', 'pd', 'expert'],
+                        help="'pid' (the node's fallback), 'pd' (the former fallback, for "
+                             "reference), 'expert', 'zero' or paths to .onnx models")
     parser.add_argument('--scenarios', nargs='+', default=list(SCENARIOS),
                         choices=list(SCENARIOS))
     parser.add_argument('--seeds', type=int, default=5, help='seeds 0..N-1')
     parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
     args = parser.parse_args(argv)
     for p in args.pilots:
-        if p not in ('pd', 'expert', 'zero') and not os.path.isfile(p):
-            parser.error(f"pilot '{p}' is neither pd/expert/zero nor an existing .onnx file")
+        if p not in ('pid', 'pd', 'expert', 'zero') and not os.path.isfile(p):
+            parser.error(f"pilot '{p}' is neither pid/pd/expert/zero nor an existing .onnx file")
 
     def progress(done, total, r):
         print(f'\r[{done}/{total}] {r.scenario} {r.pilot} seed {r.seed}'.ljust(70), end='',

@@ -44,7 +44,7 @@ class HelmsmanSkill:
 
 
 class ExpertHelmsman:
-    """Steers a Simulator better than a PD pilot; one per run (it has memory), ~10 Hz."""
+    """Steers a Simulator better than the PID pilot; one per run (it has memory), ~10 Hz."""
 
     def __init__(self, seed: int, imperfection: float = 1.0,
                  skill: HelmsmanSkill | None = None, rate_hz: float = 10.0) -> None:
