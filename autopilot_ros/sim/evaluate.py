@@ -6,6 +6,10 @@ not on the noisy sensors the pilot sees. This is the verdict on a model; validat
 is not.
 
     autopilot-eval --pilots pid pd expert models/new.onnx --seeds 5 --plot out/traces.png
+    autopilot-eval --pilots pid models/new.onnx --boats reference held_out --seeds 5
+
+A pilot that is better only on the boat it was trained on is not better: `--boats` runs
+every pilot on other boats too (sim/boats.py: the held-out set, or family_<seed>).
 """
 
 import argparse
@@ -18,6 +22,7 @@ import numpy as np
 
 from autopilot_ros.pid_pilot import PD_REFERENCE
 from autopilot_ros.pilot import Pilot, PilotConfig
+from autopilot_ros.sim.boats import HELD_OUT, REFERENCE, BoatSpec, boats_by_names
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop, PilotSteer
 from autopilot_ros.sim.scenarios import SCENARIOS, Scenario
@@ -39,6 +44,7 @@ class RunResult:
     rudder_travel_per_min: float
     fallback_frac: float
     trace: dict = field(repr=False, default_factory=dict)
+    boat: str = REFERENCE.name
 
 
 def make_pilot(name: str):
@@ -81,8 +87,8 @@ def settle_times(t: np.ndarray, err: np.ndarray, starts: list[float]) -> list[fl
 
 
 def run_episode(pilot_name: str, scenario: Scenario, seed: int, keep_trace: bool = False,
-                expert_imperfection: float = 0.0) -> RunResult:
-    """One pilot steering one scenario and seed in the shared closed loop."""
+                expert_imperfection: float = 0.0, boat: BoatSpec = REFERENCE) -> RunResult:
+    """One pilot steering one scenario and seed, on one boat, in the shared closed loop."""
     pilot = make_pilot(pilot_name)
     if isinstance(pilot, Pilot):
         steer = PilotSteer(pilot, scenario.mode, scenario.target_at(0.0))
@@ -94,18 +100,19 @@ def run_episode(pilot_name: str, scenario: Scenario, seed: int, keep_trace: bool
     else:
         def steer(sim, target, samples, now):
             return 0.0
-    loop = ClosedLoop(scenario, seed, rate_hz=CONTROL_RATE_HZ, steer=steer).run()
+    loop = ClosedLoop(scenario, seed, rate_hz=CONTROL_RATE_HZ, steer=steer,
+                      params=boat.params, sensors=boat.sensors).run()
     trace = loop.trace()
     model_ticks = steer.model_ticks if isinstance(pilot, Pilot) and pilot.policy else None
     return summarize(pilot=os.path.basename(pilot_name), scenario=scenario.name, seed=seed,
                      t=trace['t'], err=trace['err'], rudder=trace['rudder'],
                      changes=loop.changes, model_ticks=model_ticks,
-                     trace=trace if keep_trace else None)
+                     trace=trace if keep_trace else None, boat=boat.name)
 
 
 def summarize(*, pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.ndarray,
               rudder: np.ndarray, changes: list[float], model_ticks: int | None,
-              trace: dict | None = None) -> RunResult:
+              trace: dict | None = None, boat: str = REFERENCE.name) -> RunResult:
     """Metrics of one run from its true-error and rudder traces (also used by sim_node)."""
     n = len(t)
     steady = np.ones(n, dtype=bool)
@@ -121,24 +128,39 @@ def summarize(*, pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.nd
         settle_s=float(np.mean(finite)) if len(finite) == len(settles) else math.nan,
         rudder_travel_per_min=float(np.sum(np.abs(np.diff(rudder))) / minutes),
         fallback_frac=(1.0 - model_ticks / n) if model_ticks is not None else math.nan,
-        trace=trace or {})
+        trace=trace or {}, boat=boat)
 
 
 def evaluate(pilots: list[str], scenarios: list[str], seeds: list[int],
-             progress=None) -> list[RunResult]:
+             progress=None, boats: list[BoatSpec] | None = None) -> list[RunResult]:
+    """Every pilot x boat x scenario x seed (boats: the reference yacht alone by default).
+
+    Traces are kept for the first seed on the first boat only (the plot's).
+    """
+    boats = boats or [REFERENCE]
     results = []
-    total = len(pilots) * len(scenarios) * len(seeds)
+    total = len(pilots) * len(boats) * len(scenarios) * len(seeds)
     for p in pilots:
-        for s in scenarios:
-            for seed in seeds:
-                results.append(run_episode(p, SCENARIOS[s], seed, keep_trace=(seed == seeds[0])))
-                if progress:
-                    progress(len(results), total, results[-1])
+        for b, boat in enumerate(boats):
+            for s in scenarios:
+                for seed in seeds:
+                    results.append(run_episode(p, SCENARIOS[s], seed, boat=boat,
+                                               keep_trace=(b == 0 and seed == seeds[0])))
+                    if progress:
+                        progress(len(results), total, results[-1])
     return results
 
 
 def summary_table(results: list[RunResult]) -> str:
-    """Mean over seeds per scenario and pilot (max error: the worst seed)."""
+    """Mean over seeds per (boat,) scenario and pilot (max error: the worst seed)."""
+    boats = list(dict.fromkeys(r.boat for r in results))
+    if boats and boats != [REFERENCE.name]:
+        return '\n\n'.join(f'boat: {b}\n' + _scenario_table([r for r in results if r.boat == b])
+                           for b in boats)
+    return _scenario_table(results)
+
+
+def _scenario_table(results: list[RunResult]) -> str:
     header = (f"{'scenario':22s} {'pilot':18s} {'RMS err deg':>11s} {'max err deg':>11s} "
               f"{'settle s':>9s} {'rudder/min':>10s} {'fallback':>9s}")
     lines = [header, '-' * len(header)]
@@ -201,18 +223,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--scenarios', nargs='+', default=list(SCENARIOS),
                         choices=list(SCENARIOS))
     parser.add_argument('--seeds', type=int, default=5, help='seeds 0..N-1')
+    parser.add_argument('--boats', nargs='+', default=[REFERENCE.name],
+                        help="'reference' (the simulator's yacht), 'held_out' (every boat "
+                             f"no training may use: {', '.join(HELD_OUT)}), one of those, "
+                             "or family_<seed> (a boat drawn from the family)")
     parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
     args = parser.parse_args(argv)
     for p in args.pilots:
         if p not in ('pid', 'pd', 'expert', 'zero') and not os.path.isfile(p):
             parser.error(f"pilot '{p}' is neither pid/pd/expert/zero nor an existing .onnx file")
+    try:
+        boats = boats_by_names(args.boats)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     def progress(done, total, r):
-        print(f'\r[{done}/{total}] {r.scenario} {r.pilot} seed {r.seed}'.ljust(70), end='',
+        print(f'\r[{done}/{total}] {r.boat} {r.scenario} {r.pilot} seed {r.seed}'.ljust(79), end='',
               file=sys.stderr, flush=True)
     from autopilot_ros.policy import ModelError
     try:
-        results = evaluate(args.pilots, args.scenarios, list(range(args.seeds)), progress)
+        results = evaluate(args.pilots, args.scenarios, list(range(args.seeds)), progress,
+                           boats=boats)
     except ModelError as exc:  # a bad model: one message, no traceback
         print(f'\nautopilot-eval: {exc}', file=sys.stderr)
         return 2

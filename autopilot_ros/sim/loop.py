@@ -15,6 +15,7 @@ from autopilot_ros.pilot import POLICY_MODEL, Pilot
 from autopilot_ros.samples import SensorSample
 from autopilot_ros.sim.boat import BoatParams
 from autopilot_ros.sim.scenarios import Scenario
+from autopilot_ros.sim.sensors import SensorConfig
 from autopilot_ros.sim.simulator import Simulator
 
 # steer(sim, target, new samples, time) -> rudder command in [-1, 1]. `target` is the
@@ -28,12 +29,13 @@ class ClosedLoop:
     """One scenario and seed at a fixed control rate; `tick()` or `run()` it."""
 
     def __init__(self, scenario: Scenario, seed: int, *, rate_hz: float, steer: Steer,
-                 sink: Sink | None = None, params: BoatParams | None = None) -> None:
+                 sink: Sink | None = None, params: BoatParams | None = None,
+                 sensors: SensorConfig | None = None) -> None:
         if not rate_hz > 0.0:
             raise ValueError(f'rate_hz must be > 0, got {rate_hz}')
         self.scenario = scenario
         self.seed = seed
-        self.sim = Simulator(scenario, seed, params=params)
+        self.sim = Simulator(scenario, seed, params=params, sensor_config=sensors)
         self.dt = 1.0 / rate_hz
         self.steer = steer
         self.sink = sink
