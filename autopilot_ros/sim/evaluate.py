@@ -238,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
 
     def progress(done, total, r):
-        print(f'\r[{done}/{total}] {r.boat} {r.scenario} {r.pilot} seed {r.seed}'.ljust(79), end='',
-              file=sys.stderr, flush=True)
+        line = f'\r[{done}/{total}] {r.boat} {r.scenario} {r.pilot} seed {r.seed}'
+        print(line.ljust(79), end='', file=sys.stderr, flush=True)
     from autopilot_ros.policy import ModelError
     try:
         results = evaluate(args.pilots, args.scenarios, list(range(args.seeds)), progress,
