@@ -157,3 +157,21 @@ def test_autopilot_eval_takes_boats_and_refuses_unknown_ones(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(['--boats', 'titanic'])
     assert 'unknown boat' in capsys.readouterr().err
+
+
+def test_no_family_boat_is_knocked_flat_its_crew_reefs():
+    """Heel follows from the design heel: a long roll period and a tender hull must not
+    multiply into a boat lying on its side in a gale (no pilot could steer it)."""
+    worst = []
+    for seed in range(12):
+        boat = draw_boat(seed)
+        trace = run_episode('pid', SCENARIOS['heavy_weather'], 0, keep_trace=True, boat=boat)
+        sim = Simulator(SCENARIOS['heavy_weather'], 0, params=boat.params,
+                        sensor_config=boat.sensors)
+        heel = []
+        for _ in range(1500):  # 30 s on the wind, rudder amidships
+            sim.step(0.02)
+            heel.append(abs(sim.state.roll))
+        worst.append(max(heel))
+        assert trace.rms_deg < 15.0, (boat.name, trace.rms_deg)
+    assert max(worst) < math.radians(45.0)

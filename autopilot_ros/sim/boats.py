@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from autopilot_ros.sim.boat import BoatParams
+from autopilot_ros.sim.boat import BoatParams, sail_force
 from autopilot_ros.sim.sensors import SensorConfig
 
 REFERENCE_LENGTH = 10.0  # m: BoatParams() is a 10 m cruising yacht
@@ -48,7 +48,8 @@ FAMILY: dict[str, Span] = {
     'weather_helm': Span(0.0, 1.2, 'rudder-equivalent per rad of heel, towards the wind'),
     'roll_period_s': Span(2.0, 6.0, 'natural roll period, s (stiff to tender)'),
     'roll_damping_ratio': Span(0.2, 0.5, 'roll damping ratio'),
-    'heel_stiffness': Span(0.6, 1.6, 'resistance to heeling, x the size-scaled reference'),
+    'design_heel_deg': Span(12.0, 30.0, 'steady heel on a beam reach in the wind the crew '
+                                        'reefs at, deg: stiff to tender'),
     'yaw_damping': Span(0.7, 1.4, 'yaw damping, x the size-scaled reference'),
     'downwind_helm': Span(0.1, 0.35, 'rudder-equivalent from eased sails downwind'),
 }
@@ -76,20 +77,49 @@ class BoatSpec:
     traits: dict[str, float] = field(default_factory=dict)  # the drawn values, for tables
 
 
+def heel_gain_for(design_heel_deg: float, roll_period_s: float, reef_wind: float) -> float:
+    """The heel gain that gives this steady heel at full (reefed) sail force, beam on.
+
+    Steady heel balances righting, w^2 sin(heel), against the heeling moment, gain * force
+    * cos^2(heel) (boat.py). Crews reef to keep a boat sailable: however tender, a family
+    boat heels no further than the range says, so its weather helm stays within reach of
+    its rudder (without this, a long roll period and a low stiffness knocked boats flat).
+    """
+    heel = math.radians(design_heel_deg)
+    w2 = (2.0 * math.pi / roll_period_s) ** 2
+    return w2 * math.sin(heel) / (sail_force(reef_wind, reef_wind) * math.cos(heel) ** 2)
+
+
+def design_heel_of(params: BoatParams) -> float:
+    """The inverse of heel_gain_for: a boat's steady reefed heel, deg (bisection)."""
+    lo, hi = 0.0, 89.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if heel_gain_for(mid, params.roll_period_s, params.reef_wind) < params.heel_gain:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+REFERENCE_HEEL_DEG = design_heel_of(BoatParams())  # 23.2 deg
+
+
 def boat_params(length: float = REFERENCE_LENGTH, rudder_authority: float = 1.0,
                 rudder_slew: float = 0.25, weather_helm: float = 0.5,
                 roll_period_s: float = 3.5, roll_damping_ratio: float = 0.35,
-                heel_stiffness: float = 1.0, yaw_damping: float = 1.0,
+                design_heel_deg: float = REFERENCE_HEEL_DEG, yaw_damping: float = 1.0,
                 downwind_helm: float = 0.2) -> BoatParams:
     """A physically consistent yacht of this waterline length (defaults: the reference).
 
     Size scaling from the 10 m reference, k = 10 / length: yaw inertia grows faster than
     the rudder's moment (rudder gain ~ k^2) and than the hull's damping (~ k); heavier boats
     take longer to speed up (~ 1/k) and are yawed less by the same waves (~ k); the pitch
-    period grows with sqrt(length); the same wind heels a big boat less (~ k).
+    period grows with sqrt(length). Heel follows from the design heel and roll period.
     """
     ref = BoatParams()
     k = REFERENCE_LENGTH / length
+    heel_gain = heel_gain_for(design_heel_deg, roll_period_s, ref.reef_wind)
     return replace(
         ref, length=length, beam=ref.beam / k,
         hull_speed=HULL_SPEED_PER_SQRT_M * math.sqrt(length),
@@ -100,7 +130,7 @@ def boat_params(length: float = REFERENCE_LENGTH, rudder_authority: float = 1.0,
         yaw_damping_per_speed=ref.yaw_damping_per_speed * k * yaw_damping,
         weather_helm=weather_helm, downwind_helm=downwind_helm, rudder_slew=rudder_slew,
         roll_period_s=roll_period_s, roll_damping_ratio=roll_damping_ratio,
-        heel_gain=ref.heel_gain * k / heel_stiffness,
+        heel_gain=heel_gain,
         pitch_period_s=ref.pitch_period_s / math.sqrt(k),
         wave_yaw_gain=ref.wave_yaw_gain * k, broach_gain=ref.broach_gain * k)
 
@@ -141,19 +171,20 @@ def _held_out(name: str, boat: dict, instruments: dict | None = None) -> BoatSpe
                     sensors=sensor_config(**instruments), traits={**boat, **instruments})
 
 
-REFERENCE = BoatSpec(name='reference', traits={'length': REFERENCE_LENGTH})
+REFERENCE = BoatSpec(name='reference', traits={'length': REFERENCE_LENGTH,
+                                               'design_heel_deg': REFERENCE_HEEL_DEG})
 
 # Fixed boats for judging only. The first six are inside FAMILY, the last two outside it.
 HELD_OUT: dict[str, BoatSpec] = {b.name: b for b in (
     _held_out('small_lively', {'length': 6.5, 'rudder_authority': 1.3, 'rudder_slew': 0.4,
-                               'roll_period_s': 2.2, 'heel_stiffness': 0.8},
+                               'roll_period_s': 2.2, 'design_heel_deg': 26.0},
               {'imu_hz': 25.0, 'heading_hz': 20.0, 'wind_hz': 10.0}),
     _held_out('heavy_long_keel', {'length': 12.0, 'rudder_authority': 0.65,
                                   'rudder_slew': 0.12, 'yaw_damping': 1.35,
-                                  'roll_period_s': 5.0, 'heel_stiffness': 1.5},
+                                  'roll_period_s': 5.0, 'design_heel_deg': 14.0},
               {'noise_scale': 1.5, 'compass_lag_s': 0.5, 'wind_damping_s': 1.5}),
     _held_out('tender_weather_helm', {'length': 9.0, 'weather_helm': 1.15,
-                                      'heel_stiffness': 0.65, 'roll_period_s': 4.5,
+                                      'design_heel_deg': 29.0, 'roll_period_s': 4.5,
                                       'roll_damping_ratio': 0.25}),
     _held_out('big_cruiser', {'length': 16.5, 'rudder_slew': 0.15, 'rudder_authority': 0.9,
                               'roll_period_s': 5.5, 'downwind_helm': 0.3},
@@ -168,9 +199,9 @@ HELD_OUT: dict[str, BoatSpec] = {b.name: b for b in (
                'imu_hz': 5.0, 'heading_hz': 5.0, 'wind_hz': 5.0}),
     # Outside FAMILY:
     _held_out('micro_cruiser', {'length': 5.0, 'rudder_authority': 1.8, 'roll_period_s': 1.8,
-                                'heel_stiffness': 0.5}),
-    _held_out('extreme_helm', {'length': 13.0, 'weather_helm': 1.6, 'rudder_slew': 0.08,
-                               'rudder_authority': 0.5, 'roll_period_s': 6.5}),
+                                'design_heel_deg': 33.0}),
+    _held_out('extreme_helm', {'length': 13.0, 'weather_helm': 1.4, 'rudder_slew': 0.08,
+                               'roll_period_s': 6.5, 'design_heel_deg': 18.0}),
 )}
 
 
