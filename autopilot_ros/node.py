@@ -44,6 +44,7 @@ from visualization_msgs.msg import MarkerArray
 
 from autopilot_ros.conventions import MODES, STEERING_MODES, validate_mode, wrap_2pi, wrap_pi
 from autopilot_ros.features import course_in_mode
+from autopilot_ros.guards import GUARD_RANGES, GUARD_SWITCHES, GuardConfig
 from autopilot_ros.inputs import (
     DEFAULT_STALE_LIMITS,
     INPUT_NAMES,
@@ -281,6 +282,11 @@ class AutopilotNode(Node):
         defaults = PIDGains()
         for name, (low, high, meaning) in GAIN_RANGES.items():
             d(f'pid.{name}', getattr(defaults, name), _range(low, high, f'PID pilot: {meaning}'))
+        guards = GuardConfig()
+        for name, meaning in GUARD_SWITCHES.items():
+            d(f'guard.{name}', getattr(guards, name), ParameterDescriptor(description=meaning))
+        for name, (low, high, meaning) in GUARD_RANGES.items():
+            d(f'guard.{name}', getattr(guards, name), _range(low, high, meaning))
 
     def _param(self, name: str, pending: dict | None = None):
         """A parameter's value: the one in `pending` (a change being checked), else the set one."""
@@ -294,7 +300,9 @@ class AutopilotNode(Node):
             stale_limits={n: get(f'stale_limit.{n}') for n in DEFAULT_STALE_LIMITS},
             plausible={k: tuple(get(f'plausible.{k}')) for k in PER_BOAT_RANGES})
         config = PilotConfig(rate_hz=get('rate_hz'), limits=limits,
-                             pid=PIDGains(**{n: get(f'pid.{n}') for n in GAIN_RANGES}))
+                             pid=PIDGains(**{n: get(f'pid.{n}') for n in GAIN_RANGES}),
+                             guards=GuardConfig(**{n: get(f'guard.{n}')
+                                                   for n in (*GUARD_SWITCHES, *GUARD_RANGES)}))
         config.validate()
         return config
 

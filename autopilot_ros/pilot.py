@@ -24,6 +24,7 @@ from autopilot_ros.features import (
     build_features,
     target_heading,
 )
+from autopilot_ros.guards import GuardConfig, ModelGuard
 from autopilot_ros.inputs import INPUT_NAMES, OPTIONAL_INPUTS, REQUIRED_INPUTS
 from autopilot_ros.pid_pilot import PIDGains, PIDPilot
 from autopilot_ros.policy import one_line
@@ -57,12 +58,14 @@ class PilotConfig:
     rate_hz: float = 10.0
     limits: SafetyLimits = field(default_factory=SafetyLimits)
     pid: PIDGains = field(default_factory=PIDGains)
+    guards: GuardConfig = field(default_factory=GuardConfig)
 
     def validate(self) -> None:
         if not 1.0 <= self.rate_hz <= 100.0:
             raise ValueError(f'rate_hz {self.rate_hz} not in [1, 100]')
         self.limits.validate()
         self.pid.validate()
+        self.guards.validate()
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Pilot:
         self.inputs.ranges = self.config.limits.plausible
         self.safety = SafetyLayer(self.config.limits)
         self.pid = PIDPilot(self.config.pid)
+        self.guard = ModelGuard(self.config.guards, getattr(policy, 'envelope', None))
         self._model_ticks_in_a_row = 0  # for the PID -> model blend
         self.window = FeatureWindow(WINDOW_LENGTH, NUM_FEATURES)
         self._row = np.zeros(NUM_FEATURES, dtype=np.float32)
@@ -134,6 +138,8 @@ class Pilot:
         validate_mode(mode, target)
         if mode != self.mode or abs(wrap_pi(float(target) - self.target)) > NEW_COURSE:
             self.pid.reset()
+        if (mode, float(target)) != (self.mode, self.target):
+            self.guard.restart_watch()
         self.mode = mode
         self.target = float(target)
         self._last_target_heading = None
@@ -145,6 +151,8 @@ class Pilot:
         self.policy = policy
         self._failed_in_a_row = 0
         self.unloaded_reason = ''
+        if policy is not None:  # the guards judge each model afresh, on its own envelope
+            self.guard = ModelGuard(self.config.guards, getattr(policy, 'envelope', None))
 
     def reconfigure(self, *, config: PilotConfig | None = None, mode: str | None = None,
                     target: float | None = None, policy=KEEP,
@@ -165,6 +173,7 @@ class Pilot:
             self.config = config
             self.safety.limits = config.limits
             self.pid.gains = config.pid
+            self.guard.config = config.guards
             self.inputs.ranges = config.limits.plausible
         if (new_mode, new_target) != (self.mode, self.target):
             self.set_mode(new_mode, new_target)
@@ -235,10 +244,16 @@ class Pilot:
         elif not self.window.full:
             if model_inputs_fresh:
                 reasons.append(f'window filling {self.window.fill}/{WINDOW_LENGTH}')
+        elif held := self.guard.before_model(now, self._row if model_inputs_fresh else None):
+            reasons.append(held)
         else:
             raw, failure = self._run_model()
             if failure:
                 reasons.append(failure)
+            elif stop := self.guard.after_model(now, raw, self._pid_request(err, rate, speed),
+                                                err):
+                raw = math.nan
+                reasons.append(stop)
             else:
                 policy = POLICY_MODEL
         max_rudder = self.config.limits.max_rudder
@@ -249,9 +264,7 @@ class Pilot:
             self._model_ticks_in_a_row += 1
             share = self._model_ticks_in_a_row / (HANDOVER_S * self.config.rate_hz)
             if share < 1.0:
-                pid = max(-max_rudder, min(max_rudder, self.pid.response(err, rate, speed)
-                                           + self.pid.integral))
-                raw = share * raw + (1.0 - share) * pid
+                raw = share * raw + (1.0 - share) * self._pid_request(err, rate, speed)
                 reasons.append(f'taking the helm from the PID ({share:.0%})')
         command = self.safety.apply(raw, dt)
         if policy == POLICY_MODEL:
@@ -265,6 +278,11 @@ class Pilot:
             reason='; '.join(reasons), mode=self.mode, target=self.target,
             target_heading=tgt, heading_error=err, window_fill=self.window.fill,
             stale_inputs=stale, inference_time=self._inference_time())
+
+    def _pid_request(self, error: float, rate: float, speed: float | None) -> float:
+        """What the PID would ask for now, without advancing it."""
+        m = self.config.limits.max_rudder
+        return max(-m, min(m, self.pid.response(error, rate, speed) + self.pid.integral))
 
     def _run_model(self) -> tuple[float, str]:
         """(raw output, '') or (NaN, why not). Whatever the model does, the tick goes on.

@@ -20,6 +20,7 @@ import numpy as np
 
 from autopilot_ros.conventions import SIGN_CONVENTION_VERSION
 from autopilot_ros.features import FEATURE_NAMES, FEATURE_SPEC_HASH, NUM_FEATURES, WINDOW_LENGTH
+from autopilot_ros.guards import ENVELOPE_KEY, Envelope, EnvelopeError
 
 INPUT_NAME = 'input'
 OUTPUT_NAME = 'output'
@@ -216,6 +217,13 @@ class OnnxPolicy:
             raise ModelError(f'{path}: model made for {model_rate:g} Hz, node runs at '
                              f'{rate_hz:g} Hz; set rate_hz to {model_rate:g}')
         self.rate_hz = model_rate
+        # The span of its training data, if export wrote one (models before it did: None).
+        self.envelope = None
+        if ENVELOPE_KEY in md:
+            try:
+                self.envelope = Envelope.from_json(md[ENVELOPE_KEY])
+            except EnvelopeError as exc:
+                raise ModelError(f'{path}: {exc}') from None
 
     def _warm_up(self, path: str, runs: int) -> None:
         """Run the model before any tick does: to warm it up, and to see it fail here.

@@ -107,6 +107,10 @@ def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float
           for reason, count in sorted(pilot.rejected_by_reason.items())),
         KeyValue(key='non-finite model outputs', value=str(pilot.nonfinite_outputs)),
         KeyValue(key='model errors', value=str(pilot.model_errors)),
+        KeyValue(key='guard holding the helm', value=pilot.guard.holding or 'none'),
+        KeyValue(key='training envelope', value=_envelope_state(pilot)),
+        *(KeyValue(key=f'guard trips: {name}', value=str(n))
+          for name, n in pilot.guard.trips.items()),
         KeyValue(key='s since the last tick', value=f'{tick_age:.2f}'),
     ]
     # A loaded model that is not steering while the pilot is engaged is worth a warning.
@@ -124,6 +128,15 @@ def diagnostics_msg(pilot: Pilot, last_output: PilotOutput | None, *, now: float
     array.header.stamp = stamp
     array.status = [inputs, status]
     return array
+
+
+def _envelope_state(pilot: Pilot) -> str:
+    """Whether the envelope guard can work: it needs a model that carries one."""
+    if pilot.policy is None:
+        return 'no model'
+    if pilot.guard.envelope is None:
+        return 'none in this model (exported before envelopes): not checked'
+    return 'checked' if pilot.guard.config.envelope else 'in the model, check switched off'
 
 
 def _arrow(mid: int, stamp: Any, angle_stbd: float, length: float,

@@ -15,14 +15,17 @@ import torch
 
 from autopilot_ros.conventions import SIGN_CONVENTION_VERSION
 from autopilot_ros.features import FEATURE_NAMES, FEATURE_SPEC_HASH, WINDOW_LENGTH
+from autopilot_ros.guards import ENVELOPE_KEY, Envelope
 from autopilot_ros.policy import INPUT_NAME, OUTPUT_NAME, OnnxPolicy
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 
 
-def model_metadata(rate_hz: float, data_summary: dict, version: str) -> dict[str, str]:
-    return {
+def model_metadata(rate_hz: float, data_summary: dict, version: str,
+                   envelope: Envelope | None = None) -> dict[str, str]:
+    extra = {ENVELOPE_KEY: envelope.to_json()} if envelope is not None else {}
+    return {**extra,
         'feature_spec_hash': FEATURE_SPEC_HASH,
         'feature_names': ','.join(FEATURE_NAMES),
         'window_length': str(WINDOW_LENGTH),
@@ -40,8 +43,11 @@ class ExportError(ValueError):
 
 def export_onnx(model: torch.nn.Module, path: str, *, rate_hz: float,
                 check_windows: np.ndarray, data_summary: dict | None = None,
-                version: str = '1') -> float:
+                version: str = '1', envelope_rows: np.ndarray | None = None) -> float:
     """Write `path`; return the max |ONNX Runtime - PyTorch| over `check_windows`.
+
+    `envelope_rows`: the feature rows the model was trained on; their span goes into the
+    metadata, and the node hands the helm to the PID when its inputs leave it (guards.py).
 
     Raises ExportError (and writes nothing at `path`) if they differ by more than 1e-4.
     """
@@ -67,7 +73,9 @@ def export_onnx(model: torch.nn.Module, path: str, *, rate_hz: float,
                               output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=False,
                               dynamic_axes={INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}})
         proto = onnx.load(raw)
-        for key, value in model_metadata(rate_hz, data_summary or {}, version).items():
+        envelope = Envelope.from_rows(envelope_rows) if envelope_rows is not None else None
+        for key, value in model_metadata(rate_hz, data_summary or {}, version,
+                                         envelope).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)

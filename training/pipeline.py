@@ -172,7 +172,8 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     summary.pop('dropped', None)
     paths['onnx'].parent.mkdir(parents=True, exist_ok=True)
     max_diff = export_onnx(model, str(paths['onnx']), rate_hz=cfg.data.rate_hz,
-                           check_windows=check, data_summary=summary, version=cfg.version)
+                           check_windows=check, data_summary=summary, version=cfg.version,
+                           envelope_rows=data.rows[data.ends])
     save_checkpoint(str(paths['pt']), model, cfg.train,
                     {'data_config': asdict(cfg.data), 'feature_spec_hash': FEATURE_SPEC_HASH})
     report['onnx_max_abs_diff'] = max_diff
@@ -217,6 +218,8 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
     The validation set stays the demonstrations' (a fixed yardstick); the model kept is
     the round that steers best on the selection seeds, in closed loop.
     """
+    # Every round is judged with its guards, on the demonstrations' envelope, as it would ship.
+    envelope_rows = np.concatenate([train.rows[train.ends], val.rows[val.ends]])
     base_results = evaluate([BASELINE], list(cfg.scenarios), list(SELECTION_SEEDS))
     base_rms = {s: _mean_rms(base_results, s) for s in cfg.scenarios}
     rounds = []
@@ -227,7 +230,8 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
         for it in range(cfg.dagger_iterations + 1):
             onnx_path = os.path.join(tmp, f'round{it}.onnx')
             export_onnx(model, onnx_path, rate_hz=cfg.data.rate_hz,
-                        check_windows=val.windows(np.arange(min(len(val), 256))))
+                        check_windows=val.windows(np.arange(min(len(val), 256))),
+                        envelope_rows=envelope_rows)
             score = selection_score(onnx_path, base_rms, cfg.scenarios)
             rounds.append({'round': it, 'train_windows': len(aggregate),
                            'selection_rms_vs_pid': round(score, 4)})
