@@ -1,5 +1,6 @@
 """What the launch file decides, kept here so it is testable without `launch`."""
 
+from collections.abc import Mapping
 import os
 import shutil
 
@@ -52,3 +53,41 @@ def rviz_missing() -> str:
     except Exception:  # noqa: BLE001 - no ament index, or no rviz2 in it
         return ('rviz:=true but rviz2 is not installed here (sudo apt install '
                 'ros-$ROS_DISTRO-rviz2); nothing was started')
+
+
+# SROS2 (security/*.policy.xml, scripts/sros2-setup, docs/design.md "Who may steer").
+AUTOPILOT_ENCLAVE = '/autopilot_ros/autopilot'
+SIM_ENCLAVE = '/autopilot_ros/sim'  # security/bench.policy.xml: never in a boat's keystore
+
+
+def enclave_arguments(enclave: str) -> list[str] | None:
+    """A node's `ros_arguments` for an SROS2 enclave; None (no --ros-args) for none ('')."""
+    return ['--enclave', enclave] if enclave else None
+
+
+def security_problem(enclave: str, environ: Mapping[str, str]) -> str:
+    """'' when a node can run in `enclave` with SROS2 enforced, else the line that says why not.
+
+    A node given an enclave without ROS_SECURITY_ENABLE=true runs with no security at all,
+    and one under the Permissive strategy without its keys runs unsecured: both would look
+    secured and are not, so the launch refuses them before starting anything.
+    """
+    setup = 'scripts/sros2-setup prints the exports'
+    if not enclave.startswith('/'):
+        return f'enclave:={enclave} is not an absolute enclave path (e.g. {AUTOPILOT_ENCLAVE})'
+    if environ.get('ROS_SECURITY_ENABLE', '') != 'true':
+        return (f'enclave:={enclave} needs ROS_SECURITY_ENABLE=true ({setup}); without it '
+                'the node would run unsecured. Nothing was started')
+    if environ.get('ROS_SECURITY_STRATEGY', '') != 'Enforce':
+        return (f'enclave:={enclave} needs ROS_SECURITY_STRATEGY=Enforce ({setup}); '
+                'Permissive lets a node without keys run unsecured. Nothing was started')
+    keystore = environ.get('ROS_SECURITY_KEYSTORE', '')
+    if not keystore:
+        return f'enclave:={enclave} needs ROS_SECURITY_KEYSTORE ({setup}). Nothing was started'
+    folder = os.path.join(keystore, 'enclaves', enclave.strip('/'))
+    missing = [f for f in ('cert.pem', 'key.pem', 'permissions.p7s', 'governance.p7s')
+               if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        return (f'enclave {enclave}: {", ".join(missing)} missing in {folder} (scripts/'
+                'sros2-setup KEYSTORE makes the keystore). Nothing was started')
+    return ''

@@ -112,9 +112,13 @@ class SimNode(Node):
         self.create_subscription(RudderCommand, 'rudder_command', self._on_command, reliable)
         pilot = self.get_parameter('autopilot_node').value
         # Mode and target in one atomic request: the pilot reads a mode change that comes
-        # alone as 'keep the current course' (what a sailor at the keypad wants).
-        self.param_client = self.create_client(SetParametersAtomically,
-                                               f'{pilot}/set_parameters_atomically')
+        # alone as 'keep the current course' (what a sailor at the keypad wants). Without
+        # engage_autopilot no client at all: under SROS2 only the helm may call the
+        # autopilot's services, and the simulator's enclave may not create one
+        # (security/bench.policy.xml).
+        self.param_client = self.create_client(
+            SetParametersAtomically, f'{pilot}/set_parameters_atomically') \
+            if self.get_parameter('engage_autopilot').value else None
         self._start_scenario()
         self.create_timer(STEP / rtf, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
@@ -132,7 +136,9 @@ class SimNode(Node):
                                f'{self.scenario.description}')
 
     def _set_autopilot(self, mode: str, target: float) -> None:
-        if not self.get_parameter('engage_autopilot').value:
+        # Started without engage_autopilot there is no client: switching it on later does
+        # nothing (switching it off does).
+        if self.param_client is None or not self.get_parameter('engage_autopilot').value:
             return
         request = SetParametersAtomically.Request(parameters=[
             ParameterMsg(name='mode', value=ParameterValue(

@@ -5,11 +5,18 @@
     ros2 launch autopilot_ros autopilot.launch.py model_path:=/path/to/model.onnx
     ros2 launch autopilot_ros autopilot.launch.py model_path:=none      # the PID pilot alone
     ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
+    ros2 launch autopilot_ros autopilot.launch.py enclave:=/autopilot_ros/autopilot   # SROS2
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
 to the node only when given (command line > params file > the shipped model), and
 `rviz:=true` without rviz2 stops the launch before anything starts (launch_config.py).
+With `enclave` (SROS2, scripts/sros2-setup) the autopilot runs in that enclave, and only
+when ROS_SECURITY_* say security is enforced and the keystore has its keys; the simulator
+then runs in SIM_ENCLAVE without setting the autopilot's course (the helm does), and rviz,
+which has no enclave in the policy, is refused.
 """
+
+import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
@@ -18,10 +25,13 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from autopilot_ros.launch_config import (
+    SIM_ENCLAVE,
     default_params_file,
+    enclave_arguments,
     node_parameters,
     rviz_config,
     rviz_missing,
+    security_problem,
 )
 
 
@@ -38,9 +48,17 @@ def _nodes(context: LaunchContext) -> list:
     rviz = _flag(context, 'rviz')
     if rviz and (why := rviz_missing()):
         raise RuntimeError(why)
+    enclave = LaunchConfiguration('enclave').perform(context).strip()
+    sim_enclave = SIM_ENCLAVE if enclave and sim else ''
+    for name in filter(None, (enclave, sim_enclave)):
+        if why := security_problem(name, os.environ):
+            raise RuntimeError(why)
+    if enclave and rviz:
+        raise RuntimeError('rviz:=true with enclave: the SROS2 policy has no enclave for '
+                           'rviz2; watch from an unsecured bench. Nothing was started')
     nodes = [Node(
         package='autopilot_ros', executable='autopilot_node', name='autopilot',
-        namespace=namespace, output='screen',
+        namespace=namespace, output='screen', ros_arguments=enclave_arguments(enclave),
         parameters=node_parameters(
             LaunchConfiguration('params_file').perform(context),
             model_path=LaunchConfiguration('model_path').perform(context),
@@ -50,13 +68,15 @@ def _nodes(context: LaunchContext) -> list:
     if sim:
         # repeat: keep sailing after the last scenario, so the pilot never sits on a frozen
         # clock; stop with Ctrl-C.
+        # In its enclave the simulator may not call the autopilot's services (only the helm
+        # may): it leaves the course to the helm station.
         nodes.append(Node(
             package='autopilot_ros', executable='sim_node', name='boat_sim',
-            namespace=namespace, output='screen',
+            namespace=namespace, output='screen', ros_arguments=enclave_arguments(sim_enclave),
             parameters=[{'scenario': LaunchConfiguration('scenario').perform(context),
                          'real_time_factor': 1.0, 'repeat': True,
                          'helmsman': LaunchConfiguration('helmsman').perform(context),
-                         'use_sim_time': False}],
+                         'engage_autopilot': not sim_enclave, 'use_sim_time': False}],
         ))
     if rviz:
         nodes.append(Node(
@@ -90,5 +110,10 @@ def generate_launch_description() -> LaunchDescription:
                                           'helm alone (for recording training bags)'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='start rviz2 with the autopilot view'),
+        DeclareLaunchArgument('enclave', default_value='',
+                              description='SROS2 enclave of the autopilot node, e.g. '
+                                          '/autopilot_ros/autopilot (scripts/sros2-setup); '
+                                          'needs ROS_SECURITY_ENABLE=true, Enforce and the '
+                                          'keystore'),
         OpaqueFunction(function=_nodes),
     ])

@@ -52,7 +52,8 @@ def test_launch_defaults_resolve_to_installed_files():
     # The launch file itself compiles and names every argument the README documents.
     source = pathlib.Path(share, 'launch', 'autopilot.launch.py').read_text()
     compile(source, 'autopilot.launch.py', 'exec')
-    for arg in ('params_file', 'model_path', 'namespace', 'use_sim_time', 'rviz', 'sim'):
+    for arg in ('params_file', 'model_path', 'namespace', 'use_sim_time', 'rviz', 'sim',
+                'enclave'):
         assert f"'{arg}'" in source
 
 
