@@ -9,15 +9,48 @@ depend on the machine.
 
 import argparse
 from dataclasses import replace
+import os
 import pathlib
+import subprocess
+import sys
 import tempfile
 import time
+
+import numpy as np
 
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training.bags import read_bags
 from autopilot_ros.training.dataset import DatasetConfig, build_dataset, split
 from autopilot_ros.training.demos import write_demo_bag
-from autopilot_ros.training.train import Progress, TrainConfig, train_model
+
+# (threads, OMP_WAIT_POLICY, a busy process beside it): the training default is the first.
+TRAINING_RUNS = ((1, 'PASSIVE', False), (1, 'PASSIVE', True), (2, 'PASSIVE', True),
+                 (2, 'ACTIVE', True))
+_TRAIN_ONE_EPOCH = """
+import sys, numpy as np
+from autopilot_ros.training.dataset import Dataset
+d = np.load(sys.argv[1])
+parts = [Dataset(*(d[f'{n}_{k}'] for k in ('rows', 'ends', 'labels', 'groups', 'stamps')))
+         for n in ('train', 'val')]
+_, h = train_model(*parts, TrainConfig(epochs=1, threads=int(sys.argv[2])),
+                   Progress(open('/dev/null', 'w')))
+print(len(parts[0]) / h.epochs[0].seconds)
+"""
+
+
+def _training_rate(data: pathlib.Path, threads: int, wait_policy: str, load: bool) -> float:
+    """Windows/s of one epoch in a fresh process (OpenMP reads its wait policy at start),
+    optionally beside a process that keeps one core busy, as CI and a laptop's browser do."""
+    env = {**os.environ, 'OMP_WAIT_POLICY': wait_policy}
+    busy = subprocess.Popen([sys.executable, '-c', 'while True: pass']) if load else None
+    try:
+        out = subprocess.run([sys.executable, '-c', _TRAIN_ONE_EPOCH, str(data), str(threads)],
+                             env=env, check=True, capture_output=True, text=True)
+    finally:
+        if busy:
+            busy.kill()
+            busy.wait()
+    return float(out.stdout.split()[-1])
 
 
 def main() -> None:
@@ -50,10 +83,14 @@ def main() -> None:
         build_s = time.perf_counter() - start
         rows.append(('replay through Pilot -> windows', len(data) / build_s, 'windows/s'))
         train, val, _ = split(data)
-        quiet = Progress(open('/dev/null', 'w'))
-        _, history = train_model(train, val, TrainConfig(epochs=1), quiet)
-        rows.append(('train seed model, 1 epoch (2 threads)',
-                     len(train) / history.epochs[0].seconds, 'windows/s'))
+        saved = pathlib.Path(tmp) / 'data.npz'
+        np.savez(saved, **{f'{name}_{k}': getattr(part, k) for name, part in
+                           (('train', train), ('val', val))
+                           for k in ('rows', 'ends', 'labels', 'groups', 'stamps')})
+        for threads, policy, load in TRAINING_RUNS:
+            rate = _training_rate(saved, threads, policy, load)
+            rows.append((f'train 1 epoch, {threads} thread(s), {policy.lower()} wait'
+                         f'{", cores busy" if load else ""}', rate, 'windows/s'))
     print(f'{args.bags} bags per storage, {args.duration:g} s each, '
           f'{messages:,} messages per storage, {len(data):,} windows')
     print(f'{"stage":44s} {"rate":>12s}')

@@ -15,7 +15,12 @@ import time
 from typing import TextIO
 
 import numpy as np
-import torch
+
+# OpenMP threads that wait by spinning starve each other (and everything else) on a busy
+# machine: 159 against 7,900 windows/s measured on 2 shared cores. Set before torch loads
+# its OpenMP runtime; a caller's own setting wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import torch  # noqa: E402 - after the OpenMP setting above
 
 from autopilot_ros.features import INDEX, SCALES, WINDOW_LENGTH
 from autopilot_ros.training.dataset import Dataset, DatasetError
@@ -32,7 +37,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     seed: int = 0
-    threads: int = 2
+    # One thread: the model is small and a batch is a few kB, so a second thread buys
+    # little and costs a core that DDS, the simulator and the closed loop want (bench/).
+    threads: int = 1
 
     def validate(self) -> None:
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 2:
