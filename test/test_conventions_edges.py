@@ -112,3 +112,13 @@ def test_a_refused_mode_says_which_modes_there_are():
         validate_mode('auto', 0.0)
     with pytest.raises(ValueError, match='^target must be finite$'):
         validate_mode('compass', math.inf)
+
+
+@pytest.mark.parametrize('target_awa', [30 * DEG, 100 * DEG, 179 * DEG, -100 * DEG])
+def test_an_awa_target_out_of_reach_steers_for_the_widest_awa_there_is(target_awa):
+    """Faster than the wind (a light-air cat, a foiler), the apparent wind stays within
+    asin(TWS / V) of the bow: a wider target gets that widest AWA on its own side, never
+    a dead run (AWA 0, a gybe waiting to happen) for a target aft of the beam."""
+    tws, speed = 1.0, 5.0
+    awa, _ = apparent_wind(twa_for_awa(target_awa, tws, speed), tws, speed)
+    assert awa == pytest.approx(math.copysign(math.asin(tws / speed), target_awa), abs=1e-6)
