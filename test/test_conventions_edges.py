@@ -122,3 +122,9 @@ def test_an_awa_target_out_of_reach_steers_for_the_widest_awa_there_is(target_aw
     tws, speed = 1.0, 5.0
     awa, _ = apparent_wind(twa_for_awa(target_awa, tws, speed), tws, speed)
     assert awa == pytest.approx(math.copysign(math.asin(tws / speed), target_awa), abs=1e-6)
+
+
+def test_at_wind_speed_an_awa_aft_of_the_beam_is_only_reached_running_dead_downwind():
+    """V = TWS: the apparent wind tends to AWA 90 deg as it dies away on a dead run."""
+    assert twa_for_awa(100 * DEG, 4.0, 4.0) == pytest.approx(math.pi)
+    assert twa_for_awa(-100 * DEG, 4.0, 4.0) == pytest.approx(math.pi)

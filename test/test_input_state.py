@@ -21,7 +21,14 @@ from autopilot_ros.features import (
     target_heading,
     wind_triangle,
 )
-from autopilot_ros.inputs import Rejected, check_sample, input_of, trusted_stamp
+from autopilot_ros.inputs import (
+    PER_BOAT_RANGES,
+    Rejected,
+    check_sample,
+    input_of,
+    trusted_stamp,
+    validate_ranges,
+)
 from autopilot_ros.samples import HeadingSample, ImuSample, RudderSample, SpeedSample, WindSample
 
 DEG = math.pi / 180
@@ -198,3 +205,11 @@ def test_a_stamp_of_one_second_or_exactly_at_the_edges_is_a_real_stamp():
     assert trusted_stamp(0.0, 0.5, 0.05) == (0.5, False)  # zero: the sender has no clock
     assert trusted_stamp(100.25, 100.0, 0.25) == (100.25, True)
     assert trusted_stamp(99.0, 100.0, 0.25) == (99.0, True)
+
+
+def test_an_unknown_per_boat_range_lists_the_ones_there_are():
+    listed = ', '.join(PER_BOAT_RANGES)
+    assert listed == 'wind.aws, speed.stw, rudder_angle.angle'
+    with pytest.raises(ValueError, match=rf"^no per-boat plausible range 'imu.roll_rate' "
+                                         rf'\(there are: {listed}\)$'):
+        validate_ranges({'imu.roll_rate': (-1.0, 1.0)})

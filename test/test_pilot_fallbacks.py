@@ -72,6 +72,7 @@ def test_a_new_pilot_is_in_standby_steering_nothing():
     assert pilot.unloaded_reason == ''
     out = tick(pilot, 5.0)
     assert out.reason == 'mode is standby' and out.policy == POLICY_STANDBY
+    assert out.stamp == 5.0 and out.command == 0.0
 
 
 def test_a_standby_tick_reports_nothing_to_steer_to_and_what_is_stale():
@@ -165,6 +166,8 @@ def test_inputs_stale_names_the_required_ones_only():
     outs = run(pilot, 0.0, 10, imu=False)
     assert outs[-1].reason == 'inputs stale: imu'  # not speed nor rudder_angle, optional
     assert outs[-1].policy == POLICY_FALLBACK_PD
+    outs = run(pilot, outs[-1].stamp, 40, imu=False, wind=False)
+    assert outs[-1].reason == 'inputs stale: imu, wind'
 
 
 def test_pd_damps_with_the_imu_turn_rate_and_with_the_compass_when_the_imu_is_stale():
@@ -226,6 +229,17 @@ def test_failures_are_counted_in_a_row_and_a_good_answer_resets_the_count():
     assert out.policy == POLICY_FALLBACK_PD
     assert pilot.unloaded_reason.startswith(
         f'model dropped after {MODEL_FAILURE_LIMIT} failed ticks in a row')
+
+
+def test_a_model_failing_from_its_first_tick_is_dropped_after_the_limit_not_before():
+    policy = StandIn()
+    policy.error = RuntimeError('broken from the start')
+    pilot = model_pilot(policy)
+    t = run(pilot, 0.0, WINDOW_LENGTH - 1)[-1].stamp  # the window fills: no model run yet
+    t = run(pilot, t, MODEL_FAILURE_LIMIT - 1)[-1].stamp
+    assert pilot.policy is policy
+    run(pilot, t, 1)
+    assert pilot.policy is None and policy.closed == 1
 
 
 def test_a_new_model_starts_with_a_clean_record():

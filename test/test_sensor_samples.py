@@ -93,6 +93,7 @@ def test_angles_wrap_into_their_ranges_and_non_finite_ones_pass_on_to_be_rejecte
     wind = wind_from_msg(NS(header=header(), angle=200 * DEG, speed=4.0))
     assert math.isclose(wind.awa, -160 * DEG) and wind.aws == 4.0
     assert math.isnan(heading_from_msg(NS(header=header(), heading=math.nan)).heading)
+    assert heading_from_msg(NS(header=header(), heading=-math.inf)).heading == -math.inf
     assert wind_from_msg(NS(header=header(), angle=math.inf, speed=1.0)).awa == math.inf
 
 
