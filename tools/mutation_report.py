@@ -24,6 +24,11 @@ NO_TESTS = {5, 33}
 MANGLE = 'ǁ'
 
 
+def cell(text: str) -> str:
+    """Text for a Markdown table cell: a `|` (as in `float | None`) would split it."""
+    return text.replace('|', '\\|')
+
+
 def load_equivalents(path: pathlib.Path) -> dict[str, str]:
     """'mutant name: reason' lines; '#' starts a comment."""
     out = {}
@@ -31,7 +36,7 @@ def load_equivalents(path: pathlib.Path) -> dict[str, str]:
         line = line.strip()
         if line and not line.startswith('#'):
             name, _, reason = line.partition(': ')
-            out[name.strip()] = reason.strip()
+            out[name.strip()] = cell(reason.strip())
     return out
 
 
@@ -78,7 +83,7 @@ def describe(name: str, path: pathlib.Path, source: str) -> tuple[int, str]:
             first = first or base + offset
         else:
             offset += 1
-    return first or start, f"`{' '.join(old)}` -> `{' '.join(new)}`"
+    return first or start, cell(f"`{' '.join(old)}` -> `{' '.join(new)}`")
 
 
 def main() -> int:
