@@ -140,7 +140,7 @@ lint: $(LINT_STAMP)
 # modules and the tests, once). Not part of `make test`, so CI never runs it. mutmut runs in
 # a fresh copy under build/ (its mutants/ and results stay out of the source tree, and no
 # result is carried over from an older run); the tests import the mutants, which conftest
-# allows only with AUTOPILOT_ROS_MUTATION=1. About 8 min with one worker.
+# allows only with AUTOPILOT_ROS_MUTATION=1. About 5 min with one worker (MUTATION_JOBS).
 $(MUTATION_STAMP): constraints.txt
 	@test -n '$(PYTHON)' || { echo 'mutation: python3.11 not found'; exit 1; }
 	@test -x $(MUTATION_VENV)/bin/python || $(PYTHON) -m venv $(MUTATION_VENV)
