@@ -23,6 +23,12 @@ TORCH := $(shell grep -m1 '^torch==' constraints.txt)
 # `make lint`: ruff alone, at its pin, in a venv of its own.
 LINT_VENV ?= $(CACHE)/lint-venv-$(CHECKOUT_ID)
 LINT_STAMP := $(LINT_VENV)/.autopilot_ros-ruff
+# `make mutation`: mutmut and the core's test dependencies, at their pins, in a venv of its
+# own; never the package itself, so the tests import the mutants.
+MUTATION_VENV ?= $(CACHE)/mutation-venv-$(CHECKOUT_ID)
+MUTATION_STAMP := $(MUTATION_VENV)/.autopilot_ros-mutmut
+MUTATION_DIR := build/mutation
+MUTATION_JOBS ?= 1
 
 # DDS stays on this machine, on a domain of this run's own (tests claim their own ID too).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -38,7 +44,7 @@ PIP_SOURCES := setup.py pyproject.toml $(shell find autopilot_ros training msg -
 # Run inside the venv with the built package sourced.
 ROS_ENV := source install/env.bash &&
 
-.PHONY: help setup test test-core demo bench lint model clean
+.PHONY: help setup test test-core demo bench lint mutation model clean
 help:
 	@echo 'make demo   set up, then steer the simulated boat with the shipped model'
 	@echo 'make test   set up, then run the whole test suite'
@@ -47,6 +53,7 @@ help:
 	@echo 'make bench  run the benchmarks under bench/'
 	@echo 'make model  reproduce the shipped model: expert bags, training, DAgger, verdict'
 	@echo 'make lint   ruff (in a small venv of its own, no setup)'
+	@echo 'make mutation  mutation testing of the pure core (slow, not in make test): docs/mutation.md'
 
 setup: $(BUILD_STAMP) $(ENV_SCRIPT)
 
@@ -128,6 +135,29 @@ $(LINT_STAMP): constraints.txt
 
 lint: $(LINT_STAMP)
 	$(LINT_VENV)/bin/ruff check .
+
+# Mutation testing of the safety-critical pure core (pyproject.toml [tool.mutmut] lists the
+# modules and the tests, once). Not part of `make test`, so CI never runs it. mutmut runs in
+# a fresh copy under build/ (its mutants/ and results stay out of the source tree, and no
+# result is carried over from an older run); the tests import the mutants, which conftest
+# allows only with AUTOPILOT_ROS_MUTATION=1. About 5 min with one worker (MUTATION_JOBS).
+$(MUTATION_STAMP): constraints.txt
+	@test -n '$(PYTHON)' || { echo 'mutation: python3.11 not found'; exit 1; }
+	@test -x $(MUTATION_VENV)/bin/python || $(PYTHON) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/pip install -q -c constraints.txt mutmut numpy onnx onnxruntime pytest
+	touch $@
+
+mutation: $(MUTATION_STAMP)
+	rm -rf $(MUTATION_DIR) && mkdir -p $(MUTATION_DIR)
+	cp -r autopilot_ros test pyproject.toml $(MUTATION_DIR)/
+	find $(MUTATION_DIR) -name __pycache__ -prune -exec rm -rf {} +
+	cd $(MUTATION_DIR) && start=$$(date +%s) && \
+		env -u PYTHONPATH -u AMENT_PREFIX_PATH -u CMAKE_PREFIX_PATH -u COLCON_PREFIX_PATH \
+			-u LD_LIBRARY_PATH AUTOPILOT_ROS_MUTATION=1 OMP_NUM_THREADS=1 \
+			$(MUTATION_VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) > mutmut.log 2>&1 \
+		|| { tail -c 3000 mutmut.log; exit 1; }; \
+		$(MUTATION_VENV)/bin/python $(CURDIR)/tools/mutation_report.py --repo $(CURDIR) \
+			--out $(CURDIR)/docs/mutation.md --seconds $$(( $$(date +%s) - start ))
 
 clean:
 	rm -rf build install log

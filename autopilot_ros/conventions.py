@@ -76,10 +76,13 @@ def twa_for_awa(target_awa: float, tws: float, boat_speed: float) -> float:
     """The true wind angle at which the apparent wind would be target_awa.
 
     With the current wind triangle (TWS, boat speed) fixed, the apparent wind lies on the
-    ray at target_awa; its length s solves |s*(cos A, sin A) - (V, 0)| = TWS. If no such
-    point exists (target too close to the wind for this speed ratio) the nearest one is
-    used, which points the boat as high as the triangle allows.
+    ray at target_awa; its length s solves |s*(cos A, sin A) - (V, 0)| = TWS. Only a boat
+    faster than the wind can miss: its apparent wind stays within asin(TWS / V) of the bow,
+    so a wider target is taken as that widest AWA, on the target's side (never a dead run).
     """
+    if boat_speed > tws:
+        widest = math.asin(tws / boat_speed)
+        target_awa = max(-widest, min(widest, target_awa))
     c = math.cos(target_awa)
     disc = (boat_speed * c) ** 2 - boat_speed**2 + tws**2
     s = max(0.0, boat_speed * c + math.sqrt(max(0.0, disc)))

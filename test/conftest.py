@@ -7,12 +7,15 @@ below says what to do if something put it back):
   ROS; every test runs, and a test that skips there for want of an import fails instead.
 - pip (`make test-core`): setup.py's ROS-free package, no ROS at all; only the tests not
   marked `dds`, and the modules that need ROS skip with `pytest.importorskip`.
+`make mutation` runs the tests that need no DDS against mutmut's mutated copies of the
+sources instead, and says so with AUTOPILOT_ROS_MUTATION=1 (docs/mutation.md).
 A test needs DDS (marker `dds`, pyproject.toml) when it creates an rclpy context or nodes,
 or starts the installed node executables; tests that use the `rclpy_context` or `spinner`
 fixtures get the marker here, the others say it themselves.
 """
 
 import importlib.util
+import os
 import pathlib
 import threading
 
@@ -25,7 +28,9 @@ DOMAIN_ID = isolate_dds()  # before any rclpy import initialises a context
 
 _spec = importlib.util.find_spec('autopilot_ros')
 PACKAGE_DIR = pathlib.Path(_spec.origin).resolve().parent if _spec else REPO / 'autopilot_ros'
-if PACKAGE_DIR == REPO / 'autopilot_ros':
+# The one exception: mutmut's mutants/autopilot_ros is a source tree by design.
+MUTATION_RUN = os.environ.get('AUTOPILOT_ROS_MUTATION') == '1'
+if PACKAGE_DIR == REPO / 'autopilot_ros' and not MUTATION_RUN:
     raise pytest.UsageError(
         'autopilot_ros resolves to the source tree, not to an installed package: run '
         '`make test` (or `source install/setup.bash` and `pytest` from the repo root), or '
