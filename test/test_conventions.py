@@ -19,7 +19,7 @@ from autopilot_ros.conventions import (
     wrap_pi,
 )
 from autopilot_ros.features import FEATURE_NAMES, Fresh, InputState, target_heading
-from autopilot_ros.pd_pilot import PDGains, pd_command
+from autopilot_ros.pid_pilot import PIDPilot
 from autopilot_ros.samples import HeadingSample, SpeedSample, WindSample
 
 FRESH = Fresh(imu=True, heading=True, wind=True, speed=True, rudder_angle=True)
@@ -45,15 +45,15 @@ def test_target_to_starboard_gives_positive_error_across_north():
     assert math.isclose(heading_error(350 * DEG, 10 * DEG), -20 * DEG)
 
 
-def test_positive_error_asks_for_positive_starboard_rudder_from_pd():
-    assert pd_command(PDGains(), 0.2, 0.0) > 0
-    assert pd_command(PDGains(), -0.2, 0.0) < 0
+def test_positive_error_asks_for_positive_starboard_rudder_from_the_pid():
+    assert PIDPilot().command(0.2, 0.0, None, 0.1) > 0
+    assert PIDPilot().command(-0.2, 0.0, None, 0.1) < 0
 
 
-def test_turning_to_starboard_is_negative_imu_z_and_damps_pd():
+def test_turning_to_starboard_is_negative_imu_z_and_damps_the_pid():
     # REP-103: z up, so turning clockwise seen from above (to starboard) is negative z.
     assert turn_rate_starboard(-0.1) == 0.1
-    assert pd_command(PDGains(), 0.0, turn_rate_starboard(-0.1)) < 0
+    assert PIDPilot().command(0.0, turn_rate_starboard(-0.1), None, 0.1) < 0
 
 
 def test_starboard_side_down_is_positive_roll():

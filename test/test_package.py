@@ -92,7 +92,8 @@ def test_pure_modules_import_without_rclpy():
     code = BLOCK_RCLPY + (
         'import autopilot_ros.conventions, autopilot_ros.features, autopilot_ros.window\n'
         'import autopilot_ros.policy, autopilot_ros.pilot, autopilot_ros.safety\n'
-        'import autopilot_ros.samples, autopilot_ros.pd_pilot, autopilot_ros.sim.evaluate\n'
+        'import autopilot_ros.samples, autopilot_ros.pid_pilot, autopilot_ros.sim.evaluate\n'
+        'import autopilot_ros.guards, autopilot_ros.sim.boats\n'
         'import autopilot_ros.inputs, autopilot_ros.status, autopilot_ros.sim.loop\n'
         'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
         'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'

@@ -11,10 +11,10 @@ import pytest
 
 from autopilot_ros.conventions import GRAVITY
 from autopilot_ros.features import INDEX, WINDOW_LENGTH
-from autopilot_ros.pd_pilot import PDGains, pd_command
+from autopilot_ros.pid_pilot import PIDGains, PIDPilot
 from autopilot_ros.pilot import (
     MODEL_FAILURE_LIMIT,
-    POLICY_FALLBACK_PD,
+    POLICY_FALLBACK_PID,
     POLICY_MODEL,
     POLICY_STANDBY,
     Pilot,
@@ -102,7 +102,7 @@ def test_no_heading_is_standby_with_the_reason():
 
 # -- engaging and slewing -------------------------------------------------------------------
 def test_engaged_ticks_slew_on_from_the_last_command_at_the_rate_limit():
-    pilot = model_pilot(target=1.0)  # far to starboard: PD asks full rudder
+    pilot = model_pilot(target=1.0)  # far to starboard: the PID asks full rudder
     outs = run(pilot, 0.0, 4)
     assert [o.command for o in outs] == pytest.approx([0.05, 0.10, 0.15, 0.20])
     assert all(o.engaged for o in outs) and pilot.engaged
@@ -151,7 +151,7 @@ def test_stale_wind_holds_the_last_wind_target_and_says_so():
     # The wind stops; heading and IMU go on.
     outs = run(pilot, 0.3, 40, wind=False)
     late = outs[-1]
-    assert late.target_heading == held and late.policy == POLICY_FALLBACK_PD
+    assert late.target_heading == held and late.policy == POLICY_FALLBACK_PID
     assert late.reason == 'wind stale: holding last target heading; inputs stale: wind'
     assert late.engaged and late.window_fill == 0
     # A new wind target cannot be resolved without wind: standby, not the old heading.
@@ -165,28 +165,33 @@ def test_inputs_stale_names_the_required_ones_only():
     pilot = model_pilot()
     outs = run(pilot, 0.0, 10, imu=False)
     assert outs[-1].reason == 'inputs stale: imu'  # not speed nor rudder_angle, optional
-    assert outs[-1].policy == POLICY_FALLBACK_PD
+    assert outs[-1].policy == POLICY_FALLBACK_PID
     outs = run(pilot, outs[-1].stamp, 40, imu=False, wind=False)
     assert outs[-1].reason == 'inputs stale: imu, wind'
 
 
-def test_pd_damps_with_the_imu_turn_rate_and_with_the_compass_when_the_imu_is_stale():
+def test_the_pid_damps_with_the_imu_turn_rate_and_with_the_compass_when_the_imu_is_stale():
     pilot = Pilot(PilotConfig())
     pilot.set_mode('compass', 0.2)
     out = tick(pilot, 1.0, heading=0.0, yaw_rate_z=-0.03)  # turning to starboard
-    assert out.raw_command == pytest.approx(pd_command(PDGains(), 0.2, 0.03))
+    ki = PIDGains().ki
+    # P and D on the first tick, and the integral's first step (one tick of the error).
+    assert out.raw_command == pytest.approx(PIDPilot().response(0.2, 0.03, None)
+                                            + ki * 0.2 * 0.1)
     # IMU stale (its last reading says a fast turn); the compass says 0.5 rad/s to starboard.
     pilot.update(ImuSample(1.1, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, GRAVITY))
     pilot.update(HeadingSample(2.0, 0.0))
     pilot.update(HeadingSample(2.1, 0.05))
+    integral = pilot.pid.integral
     out = pilot.step(2.1)
     assert 'imu' in out.stale_inputs
-    assert out.raw_command == pytest.approx(pd_command(PDGains(), 0.15, 0.5))
+    assert out.raw_command == pytest.approx(max(-1.0, PIDPilot().response(0.15, 0.5, None)
+                                                + integral + ki * 0.15 * 1.1), abs=1e-3)
 
 
 @pytest.mark.filterwarnings('ignore:overflow encountered in cast:RuntimeWarning')
 def test_a_feature_row_that_is_not_finite_never_reaches_the_model():
-    """The input ranges make this impossible; if a reading got past them, PD steers."""
+    """The input ranges make this impossible; if a reading got past them, the PID steers."""
     policy = StandIn(0.9)
     pilot = model_pilot(policy)
     run(pilot, 0.0, WINDOW_LENGTH)
@@ -194,7 +199,7 @@ def test_a_feature_row_that_is_not_finite_never_reaches_the_model():
     pilot.inputs.wind = WindSample(2.1, 0.5, 1e40)  # past every check: inf in float32
     pilot.update(HeadingSample(2.1, 0.0))
     out = pilot.step(2.1)
-    assert out.policy == POLICY_FALLBACK_PD and out.reason == 'feature row not finite'
+    assert out.policy == POLICY_FALLBACK_PID and out.reason == 'feature row not finite'
     assert pilot.window.fill == 0
 
 
@@ -202,8 +207,11 @@ def test_a_feature_row_that_is_not_finite_never_reaches_the_model():
 def test_the_model_sees_the_mode_and_steers_once_the_window_is_full():
     policy = StandIn(0.02)
     pilot = model_pilot(policy)
-    outs = run(pilot, 0.0, WINDOW_LENGTH)
-    assert outs[-2].reason == f'window filling {WINDOW_LENGTH - 1}/{WINDOW_LENGTH}'
+    outs = run(pilot, 0.0, WINDOW_LENGTH + 10)
+    assert outs[WINDOW_LENGTH - 2].reason == f'window filling {WINDOW_LENGTH - 1}/{WINDOW_LENGTH}'
+    first = outs[WINDOW_LENGTH - 1]  # the model steers from the tick the window is full,
+    assert first.policy == POLICY_MODEL  # blending in over a second (test_pid_pilot.py)
+    assert first.reason == 'taking the helm from the PID (10%)'
     last = outs[-1]
     assert last.policy == POLICY_MODEL and last.raw_command == 0.02 and last.reason == ''
     assert (last.mode, last.target, last.window_fill) == ('compass', 0.2, WINDOW_LENGTH)
@@ -226,7 +234,7 @@ def test_failures_are_counted_in_a_row_and_a_good_answer_resets_the_count():
     assert outs[-1].reason == 'model failed: RuntimeError: ' + 'x' * 200
     out = run(pilot, outs[-1].stamp, 1)[-1]
     assert pilot.policy is None and policy.closed == 1
-    assert out.policy == POLICY_FALLBACK_PD
+    assert out.policy == POLICY_FALLBACK_PID
     assert pilot.unloaded_reason.startswith(
         f'model dropped after {MODEL_FAILURE_LIMIT} failed ticks in a row')
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from autopilot_ros.pd_pilot import PDGains, pd_command
+from autopilot_ros.pid_pilot import PIDPilot
 from autopilot_ros.safety import SafetyLayer, SafetyLimits
 
 
@@ -76,9 +76,12 @@ def test_the_widest_usable_limits_are_accepted():
     SafetyLimits(max_rudder=1.0, max_rudder_rate=10.0, stale_limits={'wind': 60.0}).validate()
 
 
-def test_pd_saturates_at_full_rudder_both_ways_and_no_further():
-    gains = PDGains()
-    assert pd_command(gains, 3.0, 0.0) == 1.0
-    assert pd_command(gains, -3.0, 0.0) == -1.0
-    assert pd_command(gains, 0.0, 2.0) == -1.0  # swinging fast to starboard: full port
-    assert pd_command(gains, 0.1, 0.02) == pytest.approx(0.3 - 0.1)
+def test_the_pid_saturates_at_the_rudder_limit_both_ways_and_no_further():
+    def once(error, rate, max_rudder=1.0):
+        return PIDPilot().command(error, rate, None, 0.1, max_rudder)
+    assert once(3.0, 0.0) == 1.0
+    assert once(-3.0, 0.0) == -1.0
+    assert once(0.0, 2.0) == -1.0  # swinging fast to starboard: full port
+    assert once(3.0, 0.0, max_rudder=0.4) == 0.4
+    g = PIDPilot().gains
+    assert once(0.1, 0.02) == pytest.approx(g.kp * 0.1 - g.kd * 0.02 + g.ki * 0.1 * 0.1)
