@@ -29,6 +29,7 @@ TRAINING_RUNS = ((1, 'PASSIVE', False), (1, 'PASSIVE', True), (2, 'PASSIVE', Tru
 _TRAIN_ONE_EPOCH = """
 import sys, numpy as np
 from autopilot_ros.training.dataset import Dataset
+from autopilot_ros.training.train import Progress, TrainConfig, train_model
 d = np.load(sys.argv[1])
 parts = [Dataset(*(d[f'{n}_{k}'] for k in ('rows', 'ends', 'labels', 'groups', 'stamps')))
          for n in ('train', 'val')]
@@ -44,7 +45,8 @@ def _training_rate(data: pathlib.Path, threads: int, wait_policy: str, load: boo
     env = {**os.environ, 'OMP_WAIT_POLICY': wait_policy}
     busy = subprocess.Popen([sys.executable, '-c', 'while True: pass']) if load else None
     try:
-        out = subprocess.run([sys.executable, '-c', _TRAIN_ONE_EPOCH, str(data), str(threads)],
+        out = subprocess.run([sys.executable, '-P', '-c', _TRAIN_ONE_EPOCH, str(data),
+                              str(threads)],
                              env=env, check=True, capture_output=True, text=True)
     finally:
         if busy:
@@ -93,10 +95,10 @@ def main() -> None:
                          f'{", cores busy" if load else ""}', rate, 'windows/s'))
     print(f'{args.bags} bags per storage, {args.duration:g} s each, '
           f'{messages:,} messages per storage, {len(data):,} windows')
-    print(f'{"stage":44s} {"rate":>12s}')
-    print('-' * 64)
+    print(f'{"stage":52s} {"rate":>12s}')
+    print('-' * 72)
     for name, rate, unit in rows:
-        print(f'{name:44s} {rate:12,.0f} {unit}')
+        print(f'{name:52s} {rate:12,.0f} {unit}')
 
 
 if __name__ == '__main__':
