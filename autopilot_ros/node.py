@@ -100,6 +100,14 @@ def _number_list(p: Parameter) -> list[float] | None:
     return [float(v) for v in value]
 
 
+def _check_budget(budget: float, rate_hz: float) -> None:
+    """ValueError unless one inference fits in a tick: checked on every change, not only
+    when a model loads, so the parameter never holds a budget the next load would refuse."""
+    if not budget < 1.0 / rate_hz:
+        raise ValueError(f'inference_budget {budget} s is not under one tick '
+                         f'({1.0 / rate_hz:g} s)')
+
+
 def _range(lo: float, hi: float, description: str, read_only: bool = False):
     return ParameterDescriptor(
         description=description, read_only=read_only,
@@ -352,6 +360,7 @@ class AutopilotNode(Node):
             validate_mode(new.get('mode', self.pilot.mode),
                           float(new.get('target', self.pilot.target)))
             config = self._config_from_parameters(new)
+            _check_budget(self._param('inference_budget', new), config.rate_hz)
             if 'model_path' in new:
                 path = new['model_path']
                 self._staged_policy = self._load_model(path, config.rate_hz, new) \
@@ -364,9 +373,7 @@ class AutopilotNode(Node):
     def _load_model(self, path: str, rate_hz: float, pending: dict | None = None):
         """An OnnxPolicy under this node's budget and size limit; ModelError if refused."""
         budget = self._param('inference_budget', pending)
-        if not budget < 1.0 / rate_hz:
-            raise ValueError(f'inference_budget {budget} s is not under one tick '
-                             f'({1.0 / rate_hz:g} s)')
+        _check_budget(budget, rate_hz)
         real = check_model_path(path, self._param('allowed_model_dirs', pending))
         return OnnxPolicy(real, rate_hz, budget=budget,
                           max_bytes=int(self._param('max_model_mb', pending) * 1e6),
