@@ -411,8 +411,11 @@ class AutopilotNode(Node):
         Through the mode and target parameters, so it is checked, applied and logged like
         any other change and the parameters always say what the pilot does.
         """
+        now = self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
-            heading = self.pilot.inputs.heading
+            # The current heading, or None when the compass is silent or stale: an old
+            # heading is where the boat was, and engaging on it would turn the boat back.
+            heading = course_in_mode('compass', self.pilot.inputs, self.pilot.fresh(now))
             mode = self.pilot.mode
         if not request.data:
             change, message = ('standby', 0.0), 'standby'
@@ -420,10 +423,11 @@ class AutopilotNode(Node):
             response.success, response.message = True, f'already engaged ({mode})'
             return response
         elif heading is None:
-            response.success, response.message = False, 'no heading: cannot engage'
+            response.success = False
+            response.message = 'no heading (none received, or stale): cannot engage'
             return response
         else:
-            change = ('compass', wrap_2pi(heading.heading))
+            change = ('compass', heading)
             message = f'compass {math.degrees(change[1]):.0f} deg'
         result = self._set_course(*change)
         response.success = result.successful
