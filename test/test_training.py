@@ -23,6 +23,7 @@ from autopilot_ros.samples import HeadingSample, ImuSample, RudderSample, SpeedS
 from autopilot_ros.sim.evaluate import RunResult, run_episode
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training import bags
+from autopilot_ros.training.cli import main as cli_main
 from autopilot_ros.training.dataset import (
     DatasetConfig,
     DatasetError,
@@ -43,6 +44,10 @@ from autopilot_ros.training.train import (
 )
 
 SHORT = replace(SCENARIOS['calm_compass'], duration_s=120.0)  # the target changes at 90 s
+# In-process training on one thread: with two, on a machine whose other core is busy (the
+# run's own nodes, other jobs), every step waits for a descheduled thread (measured: 20 s
+# instead of 1.4 s for the determinism test in a full run). Results are the same.
+THREADS = 1
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -225,7 +230,7 @@ def small_sets():
 
 def test_training_is_deterministic_for_a_seed(small_sets):
     train, val = small_sets
-    cfg = TrainConfig(epochs=1, seed=3, batch_size=128)
+    cfg = TrainConfig(epochs=1, seed=3, batch_size=128, threads=THREADS)
     quiet = Progress(open('/dev/null', 'w'))
     a, _ = train_model(train, val, cfg, quiet)
     b, _ = train_model(train, val, cfg, quiet)
@@ -236,13 +241,13 @@ def test_training_is_deterministic_for_a_seed(small_sets):
 def test_training_learns_more_than_it_started_with_and_than_zero_or_pd(small_sets):
     """Relative to the same data: the residual model (the shipped kind) at its initial
     weights, a zero rudder and the PD suggestion alone score 0.0024 to 0.0042 on the
-    validation windows; five epochs halve the best of them (0.0012)."""
+    validation windows; six epochs take the best of them to a fifth (0.0005)."""
     train, val = small_sets
-    cfg = TrainConfig(epochs=5, batch_size=128, seed=0)
+    cfg = TrainConfig(epochs=6, batch_size=128, seed=0, threads=THREADS)
     torch.manual_seed(cfg.seed)  # as train_model starts: the very weights it starts from
     untrained = build_model(cfg.arch, cfg.residual).eval()
     model, history = train_model(train, val, cfg, Progress(open('/dev/null', 'w')))
-    assert len(history.epochs) == 5
+    assert len(history.epochs) == 6
     pd = INDEX['pd_suggestion']
     for data in (train, val):
         baselines = {
@@ -252,12 +257,12 @@ def test_training_learns_more_than_it_started_with_and_than_zero_or_pd(small_set
                                             - data.labels) ** 2)),
         }
         trained = evaluate_open_loop(model, data)[0]
-        assert trained < 0.6 * min(baselines.values()), (trained, baselines)
+        assert trained < 0.5 * min(baselines.values()), (trained, baselines)
 
 
 def test_exported_model_matches_pytorch_and_the_node_accepts_it(tmp_path: Path, small_sets):
     train, val = small_sets
-    model, _ = train_model(train, val, TrainConfig(epochs=1, batch_size=128),
+    model, _ = train_model(train, val, TrainConfig(epochs=1, batch_size=128, threads=THREADS),
                            Progress(open('/dev/null', 'w')))
     diff = export_onnx(model, str(tmp_path / 'm.onnx'), rate_hz=10.0,
                        check_windows=val.windows())
@@ -408,20 +413,25 @@ def made_bag(root: Path) -> Path:
     (['--bags', 'bags', '--out', 'm/x', '--topic', 'heading=/compass', '--eval-seeds', '0'],
      'heading'),
 ])
-def test_bad_training_input_is_one_message(tmp_path: Path, args, message):
+def test_bad_training_input_is_one_message(tmp_path: Path, args, message, monkeypatch,
+                                           capsys):
+    """In this process (the exit status and stream of the real command are what the end
+    to end test runs): a Python start with torch per case cost 2 s each."""
     bag = tmp_path / 'bags' / 'b'
     write_demo_bag(bag, replace(SHORT, duration_s=20.0), seed=0)
-    run = cli(*args, cwd=tmp_path)
-    assert run.returncode == 2
-    assert message in run.stderr and 'Traceback' not in run.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
     assert not (tmp_path / 'm').exists() or not any((tmp_path / 'm').iterdir())
 
 
-def test_simulate_refuses_a_used_folder(tmp_path: Path):
+def test_simulate_refuses_a_used_folder(tmp_path: Path, monkeypatch, capsys):
     (tmp_path / 'bags').mkdir()
     (tmp_path / 'bags' / 'keep.txt').write_text('mine')
-    run = cli('simulate', '--out', 'bags', cwd=tmp_path)
-    assert run.returncode == 2 and 'not an empty folder' in run.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(['simulate', '--out', 'bags']) == 2
+    assert 'not an empty folder' in capsys.readouterr().err
     assert (tmp_path / 'bags' / 'keep.txt').read_text() == 'mine'
 
 
