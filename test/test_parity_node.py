@@ -109,7 +109,10 @@ def test_the_node_feeds_its_model_the_windows_the_dataset_builds_from_its_record
     stamps lead the node's clock by up to a tick, hence stamp_future_tolerance 0.2 s."""
     ctx = spinner.executor.context
     model = fingerprint_model(tmp_path / 'fingerprint.onnx')
-    node = spinner.add(AutopilotNode(context=ctx, parameter_overrides=[
+    # Best effort as at sea, but deep enough that a slow executor drops none of a tick's
+    # samples (the recorder keeps them all, so a drop would be a difference of delivery).
+    sensor_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+    node = spinner.add(AutopilotNode(context=ctx, sensor_qos=sensor_qos, parameter_overrides=[
         Parameter('use_sim_time', value=True),
         Parameter('hand_steering', value=True),
         Parameter('mode', value=SCENARIO.mode), Parameter('target', value=SCENARIO.target),
