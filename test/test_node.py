@@ -256,7 +256,7 @@ def test_rudder_limits_set_by_parameters_are_what_the_commands_obey(spinner, wai
     results = _set_params(spinner, wait, {'max_rudder_rate': 0.2, 'max_rudder': 0.7})
     assert all(r.successful for r in results), [r.reason for r in results]
     assert wait(lambda: boat.commands[-1].command == pytest.approx(0.7), timeout=10.0)
-    assert 2.0 - 1e-6 <= _climb(boat.commands, 0.3, 0.7, rate=0.2) < 3.0  # late ticks
+    assert 2.0 - 1e-4 <= _climb(boat.commands, 0.3, 0.7, rate=0.2) < 3.0  # late ticks
 
     for name, value, words in (
             ('max_rudder', 3.0, ''), ('max_rudder_rate', 0.0, ''),  # outside the ROS ranges
@@ -284,12 +284,13 @@ def test_rudder_limits_set_by_parameters_are_what_the_commands_obey(spinner, wai
     # ... and still the 0.2/s slew limit (neither 0, 1 nor the default): 0.7 to 0.9 in 1 s.
     assert _set_params(spinner, wait, {'max_rudder': 1.0})[0].successful
     assert wait(lambda: boat.commands[-1].command == pytest.approx(0.9), timeout=10.0)
-    assert 1.0 - 1e-6 <= _climb(boat.commands, 0.7, 0.9, rate=0.2) < 2.0
+    assert 1.0 - 1e-4 <= _climb(boat.commands, 0.7, 0.9, rate=0.2) < 2.0
 
 
 def _climb(commands: list[RudderCommand], low: float, high: float, rate: float) -> float:
-    """Seconds of the node's clock the last climb from `low` to `high` took, checking on
-    the way that consecutive commands moved at most `rate` per second of their stamps."""
+    """Seconds of the node's clock the last climb from `low` to `high` took (within 1e-6
+    of each, so up to 1e-5 s short), checking on the way that consecutive commands moved
+    at most `rate` per second of their stamps."""
     commands = list(commands)
     i = max(k for k, c in enumerate(commands) if c.command <= low + 1e-6)
     j = next(k for k in range(i, len(commands)) if commands[k].command >= high - 1e-6)
