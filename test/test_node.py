@@ -160,9 +160,9 @@ def _now(node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
-def _since(messages: list, t: float) -> list:
-    """The messages (commands or statuses) the node stamped after t."""
-    return [m for m in messages if _seconds(m.header.stamp) > t]
+def _since(commands: list[RudderCommand], t: float) -> list[RudderCommand]:
+    """The commands the node stamped after t (made by ticks that began after t)."""
+    return [m for m in commands if _seconds(m.header.stamp) > t]
 
 
 def test_model_steers_with_the_right_sign_and_status_says_so(spinner, wait, model_factory):
