@@ -47,7 +47,7 @@ setup(
         'rpi': ['numpy', 'onnxruntime'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
-        'test': ['pytest'],
+        'test': ['pytest', 'mcap'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',

@@ -101,6 +101,14 @@ def _number_list(p: Parameter) -> list[float] | None:
     return [float(v) for v in value]
 
 
+def _check_budget(budget: float, rate_hz: float) -> None:
+    """ValueError unless one inference fits in a tick: checked on every change, not only
+    when a model loads, so the parameter never holds a budget the next load would refuse."""
+    if not budget < 1.0 / rate_hz:
+        raise ValueError(f'inference_budget {budget} s is not under one tick '
+                         f'({1.0 / rate_hz:g} s)')
+
+
 def _range(lo: float, hi: float, description: str, read_only: bool = False):
     return ParameterDescriptor(
         description=description, read_only=read_only,
@@ -360,6 +368,7 @@ class AutopilotNode(Node):
             validate_mode(new.get('mode', self.pilot.mode),
                           float(new.get('target', self.pilot.target)))
             config = self._config_from_parameters(new)
+            _check_budget(self._param('inference_budget', new), config.rate_hz)
             if 'model_path' in new:
                 path = new['model_path']
                 self._staged_policy = self._load_model(path, config.rate_hz, new) \
@@ -372,9 +381,7 @@ class AutopilotNode(Node):
     def _load_model(self, path: str, rate_hz: float, pending: dict | None = None):
         """An OnnxPolicy under this node's budget and size limit; ModelError if refused."""
         budget = self._param('inference_budget', pending)
-        if not budget < 1.0 / rate_hz:
-            raise ValueError(f'inference_budget {budget} s is not under one tick '
-                             f'({1.0 / rate_hz:g} s)')
+        _check_budget(budget, rate_hz)
         real = check_model_path(path, self._param('allowed_model_dirs', pending))
         return OnnxPolicy(real, rate_hz, budget=budget,
                           max_bytes=int(self._param('max_model_mb', pending) * 1e6),
@@ -412,8 +419,11 @@ class AutopilotNode(Node):
         Through the mode and target parameters, so it is checked, applied and logged like
         any other change and the parameters always say what the pilot does.
         """
+        now = self.get_clock().now().nanoseconds * 1e-9
         with self._lock:
-            heading = self.pilot.inputs.heading
+            # The current heading, or None when the compass is silent or stale: an old
+            # heading is where the boat was, and engaging on it would turn the boat back.
+            heading = course_in_mode('compass', self.pilot.inputs, self.pilot.fresh(now))
             mode = self.pilot.mode
         if not request.data:
             change, message = ('standby', 0.0), 'standby'
@@ -421,10 +431,11 @@ class AutopilotNode(Node):
             response.success, response.message = True, f'already engaged ({mode})'
             return response
         elif heading is None:
-            response.success, response.message = False, 'no heading: cannot engage'
+            response.success = False
+            response.message = 'no heading (none received, or stale): cannot engage'
             return response
         else:
-            change = ('compass', wrap_2pi(heading.heading))
+            change = ('compass', heading)
             message = f'compass {math.degrees(change[1]):.0f} deg'
         result = self._set_course(*change)
         response.success = result.successful

@@ -4,8 +4,10 @@ Never edit one of these to make another test pass: if one fails, the code is wro
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from autopilot_ros.conventions import (
     apparent_wind,
@@ -65,6 +67,61 @@ def test_starboard_side_down_is_positive_roll():
     c, s = math.cos(roll), math.sin(roll)
     rotated = np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ left
     assert rotated[2] > 0  # the left (port) side rises
+
+
+def _rotate(q: tuple[float, float, float, float], v: np.ndarray) -> np.ndarray:
+    """v rotated by the unit quaternion q = (x, y, z, w): q v q*, by the textbook formula."""
+    u, w = np.array(q[:3]), q[3]
+    return v + 2.0 * np.cross(u, np.cross(u, v) + w * v)
+
+
+def _imu_msg(q: tuple[float, ...]) -> SimpleNamespace:
+    """An Imu-shaped message (the converters read and write attributes only)."""
+    vec = SimpleNamespace
+    return SimpleNamespace(
+        header=SimpleNamespace(stamp=SimpleNamespace(sec=5, nanosec=0)),
+        orientation=vec(x=q[0], y=q[1], z=q[2], w=q[3]),
+        angular_velocity=vec(x=0.0, y=0.0, z=0.0), linear_acceleration=vec(x=0.0, y=0.0, z=9.8))
+
+
+# Worked by hand, not by the code under test: a rotation by angle a about a unit axis n is
+# q = (n sin(a/2), cos(a/2)). sin 5 deg, cos 5 deg; sin 2 deg, cos 2 deg.
+HEEL_10_TO_STARBOARD = (0.0871557427, 0.0, 0.0, 0.9961946981)  # +10 deg about x (forward)
+BOW_DOWN_4 = (0.0, 0.0348994967, 0.0, 0.9993908270)  # +4 deg about y (left)
+
+
+def test_a_heel_to_starboard_is_a_fixed_quaternion_both_ways():
+    """10 deg to starboard in an IMU message reads as roll +10 deg, and roll +10 deg is
+    written as that very quaternion (a sign flipped in both directions fails here)."""
+    from autopilot_ros.samples import ImuSample, fill_imu_msg, imu_from_msg
+
+    # The quaternion really is starboard side down: the left (port) axis rises.
+    left = _rotate(HEEL_10_TO_STARBOARD, np.array([0.0, 1.0, 0.0]))
+    assert left[2] == pytest.approx(math.sin(10 * DEG))
+    assert quaternion_to_roll_pitch(*HEEL_10_TO_STARBOARD) == pytest.approx((10 * DEG, 0.0))
+    assert roll_pitch_to_quaternion(10 * DEG, 0.0) == pytest.approx(HEEL_10_TO_STARBOARD)
+    sample = imu_from_msg(_imu_msg(HEEL_10_TO_STARBOARD))
+    assert (sample.roll, sample.pitch) == pytest.approx((10 * DEG, 0.0))
+    msg = _imu_msg((0.0, 0.0, 0.0, 0.0))
+    fill_imu_msg(msg, ImuSample(5.0, 10 * DEG, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 9.8))
+    o = msg.orientation
+    assert (o.x, o.y, o.z, o.w) == pytest.approx(HEEL_10_TO_STARBOARD)
+    # To port is the mirror image.
+    port = (-HEEL_10_TO_STARBOARD[0], 0.0, 0.0, HEEL_10_TO_STARBOARD[3])
+    assert imu_from_msg(_imu_msg(port)).roll == pytest.approx(-10 * DEG)
+
+
+def test_bow_down_is_a_fixed_quaternion_both_ways():
+    from autopilot_ros.samples import ImuSample, fill_imu_msg, imu_from_msg
+
+    bow = _rotate(BOW_DOWN_4, np.array([1.0, 0.0, 0.0]))
+    assert bow[2] == pytest.approx(-math.sin(4 * DEG))  # the bow (x) goes down
+    sample = imu_from_msg(_imu_msg(BOW_DOWN_4))
+    assert (sample.roll, sample.pitch) == pytest.approx((0.0, 4 * DEG))
+    msg = _imu_msg((0.0, 0.0, 0.0, 0.0))
+    fill_imu_msg(msg, ImuSample(5.0, 0.0, 4 * DEG, 0.0, 0.0, 0.0, 0.0, 0.0, 9.8))
+    o = msg.orientation
+    assert (o.x, o.y, o.z, o.w) == pytest.approx(BOW_DOWN_4)
 
 
 def test_wind_from_starboard_is_a_positive_angle_and_the_head_wind_narrows_it():

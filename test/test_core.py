@@ -19,6 +19,7 @@ from autopilot_ros.features import (
     spec_hash,
 )
 from autopilot_ros.inputs import Rejected, check_sample, input_of, trusted_stamp
+from autopilot_ros.pid_pilot import PIDGains
 from autopilot_ros.pilot import (
     POLICY_FALLBACK_PID,
     POLICY_MODEL,
@@ -38,6 +39,10 @@ from autopilot_ros.samples import (
 from autopilot_ros.window import FeatureWindow
 
 DEG = math.pi / 180
+# The feature spec's hash as every model carries it (the shipped one too). A change to a
+# feature, its scale, the PD-suggestion gains or the window changes it: update this literal in
+# the same commit, and retrain, since every model built for the old spec is refused.
+SPEC_HASH = 'b53535557bda4dc6'
 
 
 def imu(t: float, yaw_rate_z: float = 0.0, roll: float = 0.0) -> ImuSample:
@@ -61,8 +66,9 @@ def run(pilot: Pilot, seconds: float, heading: float, t0: float = 0.0, **kw):
 
 
 # -- features and window ------------------------------------------------------------------
-def test_spec_hash_is_stable_within_a_run():
-    assert spec_hash() == FEATURE_SPEC_HASH and len(FEATURE_SPEC_HASH) == 16
+def test_spec_hash_is_the_one_models_were_built_for():
+    assert FEATURE_SPEC_HASH == SPEC_HASH
+    assert spec_hash() == SPEC_HASH  # recomputed, not a value cached at import
 
 
 def test_feature_row_carries_error_mode_and_starboard_turn_rate_scaled():
@@ -136,12 +142,18 @@ def test_unreadable_and_missing_files_are_refused(tmp_path):
 # -- safety ----------------------------------------------------------------------------------
 def test_slew_limit_and_range_hold_whatever_is_asked():
     layer = SafetyLayer(SafetyLimits(max_rudder=0.6, max_rudder_rate=0.5))
-    out = [layer.apply(1.0 if i % 2 else -1.0, 0.1) for i in range(40)]
+    # Flip-flopping requests, then held ones far past the range both ways: the slew limit
+    # shows in the first part, the range in the others (30 ticks of 0.05 would reach 1.5).
+    asked = [1.0 if i % 2 else -1.0 for i in range(10)] + [1.0] * 30 + [-5.0] * 30
+    out = [layer.apply(raw, 0.1) for raw in asked]
     steps = np.diff([0.0] + out)
     assert np.all(np.abs(steps) <= 0.05 + 1e-12)
     assert max(abs(v) for v in out) <= 0.6
+    assert out[39] == pytest.approx(0.6) and out[-1] == pytest.approx(-0.6)
     assert layer.apply(math.nan, 0.1) == out[-1]
     assert layer.apply(math.inf, 0.1) == out[-1]
+    layer.reset(0.9)  # engaging with the rudder past the range starts at the range
+    assert layer.command == pytest.approx(0.6) and layer.apply(0.9, 0.1) == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize('limits', [
@@ -217,6 +229,100 @@ def test_standby_without_heading_and_pd_when_imu_goes_stale(model_factory):
         t += 0.1
         out = pilot.step(t)
     assert out.policy == POLICY_STANDBY and not out.engaged and out.command == 0.0
+
+
+@pytest.mark.parametrize('turn', [+1.0, -1.0])
+def test_with_the_imu_stale_the_pid_damps_the_turn_the_compass_shows(turn):
+    """The fallback's derivative term from the compass: turning to starboard (heading
+    increasing, design: turn rate to starboard > 0) asks for port rudder, and vice versa.
+
+    kp and ki 0 leave the derivative term alone: kd 5 x 0.1 rad/s = 0.5 against the turn.
+    """
+    pilot = Pilot(PilotConfig(pid=PIDGains(kp=0.0, ki=0.0, kd=5.0)))
+    pilot.set_mode('compass', 1.0)
+    outs = []
+    for k in range(1, 41):
+        t = 0.1 * k
+        if t <= 1.0:  # the IMU speaks for a second (no turn on its gyro), then falls silent
+            pilot.update(imu(t))
+        pilot.update(HeadingSample(t, 1.0 + turn * 0.1 * t))
+        pilot.update(WindSample(t, 60 * DEG, 8.0))
+        outs.append(pilot.step(t))
+    stale = [o for o in outs if 'imu' in o.stale_inputs]
+    assert len(stale) > 20 and all(o.policy == POLICY_FALLBACK_PID for o in stale)
+    for o in stale:
+        assert o.raw_command == pytest.approx(-turn * 0.5, abs=1e-6)
+    assert outs[-1].command == pytest.approx(-turn * 0.5, abs=1e-6)  # slewed there by now
+
+
+@pytest.mark.parametrize('mode, target', [('compass', 0.3), ('wind_awa', 50 * DEG),
+                                          ('wind_twa', 50 * DEG)])
+def test_a_model_never_steers_on_stale_wind(model_factory, mode, target):
+    """Wind is a required input in every mode (the model reads its features): once it is
+    older than its 3 s limit the window is cleared and PD steers, until it is back and the
+    window has refilled. A wind mode holds its last target heading meanwhile."""
+    pilot = Pilot(PilotConfig(), OnnxPolicy(str(model_factory(feature='sin_awa')), 10.0))
+    pilot.set_mode(mode, target)
+    before = run(pilot, 3.0, heading=0.0)
+    assert before[-1].policy == POLICY_MODEL
+    held = before[-1].target_heading
+    t, silent = before[-1].stamp, []
+    for _ in range(40):  # 4 s without wind; IMU and compass go on
+        t += 0.1
+        pilot.update(imu(t))
+        pilot.update(HeadingSample(t, 0.0))
+        silent.append(pilot.step(t))
+    stale = [o for o in silent if 'wind' in o.stale_inputs]
+    assert len(stale) >= 9  # from 3 s after the last reading on
+    assert silent[len(silent) - len(stale) - 1].stamp - before[-1].stamp <= 3.0 + 1e-9
+    for o in stale:
+        assert o.policy == POLICY_FALLBACK_PID and o.window_fill == 0 and o.engaged
+        assert 'inputs stale: wind' in o.reason
+        assert o.target_heading == pytest.approx(held)
+    if mode != 'compass':
+        assert 'holding last target heading' in stale[-1].reason
+    back = run(pilot, 2.5, heading=0.0, t0=t)
+    assert all(o.policy == POLICY_FALLBACK_PID for o in back[:WINDOW_LENGTH - 1])
+    assert back[-1].policy == POLICY_MODEL
+
+
+def test_wind_modes_steer_to_the_heading_that_meets_the_wind_target():
+    """Through the Pilot: TWA target 50 deg with the wind at 60 deg on starboard (no speed,
+    so TWA = AWA) is a target heading 10 deg to starboard; the same on port tack is 10 deg
+    to port. AWA mode with the boat moving turns its target into a TWA first."""
+    for awa, target, want in ((60, 50, 10), (-60, -50, -10)):
+        for mode in ('wind_twa', 'wind_awa'):
+            pilot = Pilot()
+            pilot.set_mode(mode, target * DEG)
+            pilot.update(imu(0.1))
+            pilot.update(HeadingSample(0.1, 1.0))
+            pilot.update(WindSample(0.1, awa * DEG, 8.0))
+            out = pilot.step(0.1)
+            assert out.engaged and out.policy == POLICY_FALLBACK_PID
+            assert out.heading_error == pytest.approx(want * DEG, abs=1e-9), (mode, awa)
+            assert out.target_heading == pytest.approx(1.0 + want * DEG, abs=1e-9)
+            assert math.copysign(1.0, out.command) == math.copysign(1.0, want)
+    # Moving at 4 m/s: AWA 40 deg is TWA 60.5 deg (true_wind); holding AWA 30 deg needs
+    # TWA 44.8 deg (twa_for_awa): 15.7 deg further up, to starboard.
+    from autopilot_ros.conventions import true_wind, twa_for_awa
+    from autopilot_ros.samples import SpeedSample
+    twa, tws = true_wind(40 * DEG, 10.0, 4.0)
+    want = twa - twa_for_awa(30 * DEG, tws, 4.0)
+    assert 10 * DEG < want < 20 * DEG
+    pilot = Pilot()
+    pilot.set_mode('wind_awa', 30 * DEG)
+    pilot.update(imu(0.1))
+    pilot.update(HeadingSample(0.1, 1.0))
+    pilot.update(WindSample(0.1, 40 * DEG, 10.0))
+    pilot.update(SpeedSample(0.1, 4.0))
+    assert pilot.step(0.1).heading_error == pytest.approx(want, abs=1e-9)
+    # No wind heard yet: a wind mode cannot resolve its target and stands by.
+    pilot = Pilot()
+    pilot.set_mode('wind_twa', 50 * DEG)
+    pilot.update(imu(0.1))
+    pilot.update(HeadingSample(0.1, 1.0))
+    out = pilot.step(0.1)
+    assert out.policy == POLICY_STANDBY and not out.engaged and 'wind unknown' in out.reason
 
 
 def test_engaging_starts_from_the_measured_rudder():

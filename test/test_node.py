@@ -20,7 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -113,13 +113,31 @@ def _list_value(value: list) -> ParameterValue:
     return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=json.dumps(value))
 
 
-def _set_params(spinner, wait, params: dict):
-    """Call /autopilot/set_parameters like `ros2 param set` does; return the results."""
-    client_node = spinner.add(Node(f'param_client_{time.monotonic_ns()}',
-                                   context=spinner.executor.context))
-    client = client_node.create_client(SetParameters, '/autopilot/set_parameters')
-    assert client.wait_for_service(timeout_sec=10.0)
-    request = SetParameters.Request()
+def _client(spinner, srv_type, name: str):
+    """One client per service and spinner: discovery is paid once per test, not per call."""
+    clients = spinner.__dict__.setdefault('clients', {})
+    if (srv_type, name) not in clients:
+        node = spinner.add(Node(f'client_{time.monotonic_ns()}',
+                                context=spinner.executor.context))
+        client = node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=10.0), name
+        clients[srv_type, name] = client
+    return clients[srv_type, name]
+
+
+def _call(spinner, wait, srv_type, name: str, request):
+    future = _client(spinner, srv_type, name).call_async(request)
+    assert wait(future.done, timeout=15.0), f'{name} never answered'
+    return future.result()
+
+
+def _set_params(spinner, wait, params: dict, atomically: bool = False):
+    """Call /autopilot/set_parameters like `ros2 param set` does; return the results.
+
+    atomically: one SetParametersAtomically request for all of them (one result).
+    """
+    srv = SetParametersAtomically if atomically else SetParameters
+    request = srv.Request()
     for name, value in params.items():
         if isinstance(value, str):
             pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
@@ -132,9 +150,19 @@ def _set_params(spinner, wait, params: dict):
         else:
             pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
         request.parameters.append(ParameterMsg(name=name, value=pv))
-    future = client.call_async(request)
-    assert wait(future.done, timeout=15.0), 'SetParameters never answered'
-    return future.result().results
+    service = '/autopilot/set_parameters' + ('_atomically' if atomically else '')
+    response = _call(spinner, wait, srv, service, request)
+    return [response.result] if atomically else response.results
+
+
+def _now(node) -> float:
+    """The node's clock in seconds: commands stamped later were made after this."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def _since(commands: list[RudderCommand], t: float) -> list[RudderCommand]:
+    """The commands the node stamped after t (made by ticks that began after t)."""
+    return [m for m in commands if _seconds(m.header.stamp) > t]
 
 
 def test_model_steers_with_the_right_sign_and_status_says_so(spinner, wait, model_factory):
@@ -152,44 +180,48 @@ def test_model_steers_with_the_right_sign_and_status_says_so(spinner, wait, mode
     assert boat.commands[-1].policy == RudderCommand.POLICY_MODEL
 
 
+# Sensor limits and an inference budget no loaded machine reaches: with these, a tick off
+# the model can only be the node's doing (a hiccup of this one process, which plays boat and
+# pilot, can starve the 20 Hz sensors past the 0.5 s IMU limit or a 30 ms inference).
+UNHURRIED = {'stale_limit.imu': 5.0, 'stale_limit.heading': 5.0, 'stale_limit.wind': 5.0,
+             'inference_budget': 0.09}
+
+
 def test_hot_swap_changes_the_command_and_a_bad_model_is_refused(spinner, wait,
                                                                   model_factory):
-    node, boat = _start(spinner, model_factory(op='constant', bias=0.4))
+    node, boat = _start(spinner, model_factory(op='constant', bias=0.4), **UNHURRIED)
     assert wait(lambda: boat.commands and math.isclose(boat.commands[-1].command, 0.4,
                                                        abs_tol=1e-6), timeout=15.0)
     results = _set_params(spinner, wait, {'model_path': str(model_factory(
         op='constant', bias=-0.3))})
     assert results[0].successful, results[0].reason
     assert wait(lambda: math.isclose(boat.commands[-1].command, -0.3, abs_tol=1e-6))
+    assert wait(lambda: boat.last_status().window_fill == 20)
     good_sha = boat.last_status().model_sha256
 
-    n_before = len(boat.statuses)
+    asked = _now(node)
     bad = model_factory(window=10)
     results = _set_params(spinner, wait, {'model_path': str(bad)})
     assert not results[0].successful
     assert 'input shape' in results[0].reason
-    time.sleep(1.0)
-    recent = [s for _, s in boat.statuses[n_before:]]
-    assert recent and all(s.model_sha256 == good_sha for s in recent)
+    answered = _now(node)
+    assert wait(lambda: len(_statuses_since(boat, answered)) >= 10, timeout=10.0)
+    recent = _statuses_since(boat, asked)
     assert node.get_parameter('model_path').value != str(bad)
-    # The old model keeps steering. On a loaded machine this one process (node and fake
-    # boat share the GIL) can starve the 20 Hz sensor timer past the 0.5 s IMU limit;
-    # then PD takes over for sensor reasons, which is the safety layer doing its job and
-    # not the swap. Anything else off the model is a failure.
+    # The old model steers on, from the very next tick: a refused swap costs nothing, not
+    # even the 2 s of PD a cleared window would refill in.
     for s in recent:
-        assert s.policy == AutopilotStatus.POLICY_MODEL or _sensor_timing(s), s.reason
-    assert wait(lambda: boat.last_status().policy == AutopilotStatus.POLICY_MODEL
-                and boat.last_status().model_sha256 == good_sha, timeout=15.0)
+        assert s.policy == AutopilotStatus.POLICY_MODEL and s.window_fill == 20, s.reason
+        assert s.model_sha256 == good_sha and s.command == pytest.approx(-0.3)
     # No missed tick around the refused swap: 10 Hz by the node's own stamps, so late
     # delivery to this process does not count; gaps well under two periods.
     stamps = [_seconds(s.header.stamp) for s in recent]
     assert max(b - a for a, b in zip(stamps, stamps[1:], strict=False)) < 0.35
 
 
-def _sensor_timing(status: AutopilotStatus) -> bool:
-    """True when the PD fallback was forced by late sensor data, not by the policy."""
-    return status.policy == AutopilotStatus.POLICY_FALLBACK_PID and (
-        status.reason.startswith('inputs stale') or status.reason.startswith('window filling'))
+def _statuses_since(boat: 'FakeBoat', t: float) -> list[AutopilotStatus]:
+    """The statuses the node stamped after t."""
+    return [s for _, s in boat.statuses if _seconds(s.header.stamp) > t]
 
 
 def _seconds(stamp) -> float:
@@ -209,25 +241,80 @@ def test_hand_steering_records_the_target_and_leaves_the_helm(spinner, wait, mod
     assert wait(lambda: boat.commands[-1].engaged and boat.commands[-1].command > 0.2)
 
 
-def test_out_of_range_parameters_are_refused(spinner, wait, model_factory):
-    _start(spinner, None)
-    assert wait(lambda: True)
-    results = _set_params(spinner, wait, {'mode': 'sideways'})
-    assert not results[0].successful and 'sideways' in results[0].reason
-    results = _set_params(spinner, wait, {'max_rudder': 3.0})
-    assert not results[0].successful
+def test_rudder_limits_set_by_parameters_are_what_the_commands_obey(spinner, wait,
+                                                                    model_factory):
+    """max_rudder and max_rudder_rate changed at run time as `ros2 param set` sends them,
+    measured on the commands and their own stamps; a refused change, one parameter or a
+    request as a whole, leaves the limits in effect as they were."""
+    node, boat = _start(spinner, model_factory(op='constant', bias=0.9), **UNHURRIED)
+    assert wait(lambda: boat.commands and boat.commands[-1].command == pytest.approx(0.9),
+                timeout=15.0)
+    # The range: the next tick is inside it (clamped, not slewed down to).
+    assert _set_params(spinner, wait, {'max_rudder': 0.3})[0].successful
+    since = _now(node)
+    assert wait(lambda: len(_since(boat.commands, since)) >= 5)
+    assert all(c.command == pytest.approx(0.3) for c in _since(boat.commands, since))
+    # The slew limit: 0.3 to 0.7 at 0.2/s is 2 s of the node's clock (0.8 s at the default).
+    results = _set_params(spinner, wait, {'max_rudder_rate': 0.2, 'max_rudder': 0.7})
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert wait(lambda: boat.commands[-1].command == pytest.approx(0.7), timeout=10.0)
+    assert 2.0 - 1e-4 <= _climb(boat.commands, 0.3, 0.7, rate=0.2) < 3.0  # late ticks
+
+    for name, value, words in (
+            ('max_rudder', 3.0, ''), ('max_rudder_rate', 0.0, ''),  # outside the ROS ranges
+            ('stale_limit.imu', 0.0, ''),
+            # inside the ROS ranges, refused by the node's own checks
+            ('inference_budget', 0.2, 'not under one tick'),
+            ('target', -0.5, 'compass target'),
+            ('plausible.wind.aws', [0.0, 100.0], 'inside [0, 75]')):
+        result = _set_params(spinner, wait, {name: value})[0]
+        assert not result.successful and words in result.reason, (name, result.reason)
+    result = _set_params(spinner, wait, {'max_rudder': 0.5, 'mode': 'sideways'},
+                         atomically=True)[0]
+    assert not result.successful and 'sideways' in result.reason
+    result = _set_params(spinner, wait, {'max_rudder': 0.5, 'max_rudder_rate': 1.0,
+                                         'target': 7.0}, atomically=True)[0]
+    assert not result.successful
+    expected = {'max_rudder': 0.7, 'max_rudder_rate': 0.2, 'stale_limit.imu': 5.0,
+                'inference_budget': 0.09, 'target': 0.3, 'mode': 'compass',
+                'plausible.wind.aws': [0.0, 75.0]}
+    assert {k: node.get_parameter(k).value for k in expected} == expected
+    # And what the commands show: still the 0.7 range (not 0.5, 3.0 or the model's 0.9) ...
+    since = _now(node)
+    assert wait(lambda: len(_since(boat.commands, since)) >= 10)
+    assert all(c.command == pytest.approx(0.7) for c in _since(boat.commands, since))
+    # ... and still the 0.2/s slew limit (neither 0, 1 nor the default): 0.7 to 0.9 in 1 s.
+    assert _set_params(spinner, wait, {'max_rudder': 1.0})[0].successful
+    assert wait(lambda: boat.commands[-1].command == pytest.approx(0.9), timeout=10.0)
+    assert 1.0 - 1e-4 <= _climb(boat.commands, 0.7, 0.9, rate=0.2) < 2.0
+
+
+def _climb(commands: list[RudderCommand], low: float, high: float, rate: float) -> float:
+    """Seconds of the node's clock the last climb from `low` to `high` took (within 1e-6
+    of each, so up to 1e-5 s short), checking on the way that consecutive commands moved
+    at most `rate` per second of their stamps."""
+    commands = list(commands)
+    i = max(k for k, c in enumerate(commands) if c.command <= low + 1e-6)
+    j = next(k for k in range(i, len(commands)) if commands[k].command >= high - 1e-6)
+    for a, b in zip(commands[i:j], commands[i + 1:j + 1], strict=True):
+        dt = _seconds(b.header.stamp) - _seconds(a.header.stamp)
+        assert abs(b.command - a.command) <= rate * dt + 1e-6, (a, b)
+    return _seconds(commands[j].header.stamp) - _seconds(commands[i].header.stamp)
 
 
 def test_a_silent_sensor_puts_the_node_in_its_safe_state_in_time(spinner, wait,
                                                                   model_factory):
+    """The IMU at its default limit (0.5 s); the compass at one set at run time (2.5 s,
+    longer than its default 1 s: the node must keep what it is given, either way)."""
     _, boat = _start(spinner, model_factory())
     assert wait(lambda: (s := boat.last_status()) and s.policy == AutopilotStatus.POLICY_MODEL,
                 timeout=15.0)
+    assert _set_params(spinner, wait, {'stale_limit.heading': 2.5})[0].successful
     delay = _silence(boat, wait, 'imu', AutopilotStatus.POLICY_FALLBACK_PID)
-    assert delay < 0.5 + 0.1 + 0.2  # IMU limit, a tick, timer jitter
+    assert 0.5 - 0.11 < delay < 0.5 + 0.1 + 0.2  # IMU limit (less a lost reading), a tick, jitter
     assert 'imu' in boat.last_status().stale_inputs
     delay = _silence(boat, wait, 'heading', AutopilotStatus.POLICY_STANDBY)
-    assert delay < 1.0 + 0.1 + 0.2  # heading limit, a tick, jitter
+    assert 2.5 - 0.11 < delay < 2.5 + 0.1 + 0.2  # heading limit, a tick, jitter
     assert wait(lambda: boat.commands[-1].command == 0.0 and not boat.commands[-1].engaged)
 
 
@@ -327,18 +414,75 @@ def test_slew_limit_holds_against_a_model_that_jumps_end_to_end(spinner, wait,
     assert max(values) - min(values) > 0.4  # it did follow the flips, at the limited rate
 
 
-def test_engage_service_holds_the_current_heading(spinner, wait, model_factory):
+def test_engage_holds_the_current_heading_only_and_disengage_stands_by(spinner, wait):
+    """autopilot/engage: true holds the heading the compass gives now, and is refused when
+    it gives none (an old heading is where the boat was); false is standby."""
     node, boat = _start(spinner, None, mode='standby', target=0.0)
+    assert wait(lambda: (s := boat.last_status()) is not None
+                and 'heading' not in s.stale_inputs, timeout=15.0)
+    boat.enabled['heading'] = False
+    assert wait(lambda: 'heading' in boat.last_status().stale_inputs, timeout=5.0)
+
+    def engage(on: bool) -> SetBool.Response:
+        return _call(spinner, wait, SetBool, '/autopilot/engage', SetBool.Request(data=on))
+    reply = engage(True)
+    assert not reply.success and 'no heading' in reply.message
+    assert node.get_parameter('mode').value == 'standby' and node.pilot.mode == 'standby'
+
     boat.values['heading'] = 1.0
-    assert wait(lambda: node.pilot.inputs.heading is not None)
-    client = spinner.add(Node('engage_client', context=spinner.executor.context)).create_client(
-        SetBool, '/autopilot/engage')
-    assert client.wait_for_service(timeout_sec=10.0)
-    future = client.call_async(SetBool.Request(data=True))
-    assert wait(future.done)
-    assert future.result().success
+    boat.enabled['heading'] = True
+    assert wait(lambda: 'heading' not in boat.last_status().stale_inputs, timeout=5.0)
+    reply = engage(True)
+    assert reply.success and reply.message == 'compass 57 deg', reply.message
     assert node.pilot.mode == 'compass' and math.isclose(node.pilot.target, 1.0, abs_tol=1e-6)
     assert node.get_parameter('mode').value == 'compass'
+    assert wait(lambda: boat.commands[-1].engaged, timeout=5.0)
+    assert engage(True).message == 'already engaged (compass)'
+
+    reply = engage(False)
+    assert reply.success and reply.message == 'standby'
+    assert node.get_parameter('mode').value == 'standby' and node.pilot.mode == 'standby'
+    since = _now(node)
+    assert wait(lambda: len(_since(boat.commands, since)) >= 3, timeout=5.0)
+    assert all(not c.engaged and c.command == 0.0 and c.policy == RudderCommand.POLICY_STANDBY
+               for c in _since(boat.commands, since))
+
+
+def test_wind_modes_steer_to_the_wind_and_hold_their_heading_when_it_goes_stale(
+        spinner, wait, model_factory):
+    """The fake boat sails heading 0 with the apparent wind 60 deg on starboard (no speed:
+    TWA = AWA). AWA 50 deg is 10 deg to starboard; on port tack, mirrored. With the wind
+    instrument silent past its limit (0.5 s here) the model stops steering, and PD holds
+    the last target heading."""
+    node, boat = _start(spinner, model_factory(gain=2.0), mode='wind_awa', target=50 * DEG,
+                        **{'stale_limit.wind': 0.5, 'inference_budget': 0.09})
+    assert wait(lambda: (s := boat.last_status()) is not None
+                and s.policy == AutopilotStatus.POLICY_MODEL, timeout=15.0)
+    status = next(s for _, s in reversed(boat.statuses)
+                  if s.policy == AutopilotStatus.POLICY_MODEL)
+    assert status.mode == 'wind_awa' and status.engaged
+    assert status.target_heading == pytest.approx(10 * DEG, abs=1e-3)
+    assert status.heading_error == pytest.approx(10 * DEG, abs=1e-3)
+    assert status.raw_command == pytest.approx(math.tanh(20 * DEG), rel=1e-3)
+    assert wait(lambda: boat.commands[-1].command > 0.3)  # to starboard
+
+    boat.values['awa'] = -60 * DEG
+    assert _set_params(spinner, wait, {'mode': 'wind_twa', 'target': -50 * DEG},
+                       atomically=True)[0].successful
+    assert wait(lambda: (s := boat.last_status()).mode == 'wind_twa'
+                and s.heading_error == pytest.approx(-10 * DEG, abs=1e-3)
+                and s.target_heading == pytest.approx(350 * DEG, abs=1e-3))
+    assert wait(lambda: boat.commands[-1].command < -0.3)  # to port
+
+    boat.enabled['wind'] = False
+    assert wait(lambda: 'wind' in boat.last_status().stale_inputs, timeout=5.0)
+    boat.values['heading'] = 355 * DEG  # the boat turns; the held target stays
+    assert wait(lambda: boat.last_status().heading_error == pytest.approx(-5 * DEG, abs=1e-3))
+    status = boat.last_status()
+    assert status.policy == AutopilotStatus.POLICY_FALLBACK_PID and status.engaged
+    assert 'holding last target heading' in status.reason and 'wind' in status.reason
+    assert status.target_heading == pytest.approx(350 * DEG, abs=1e-3)
+    assert status.window_fill == 0
 
 
 def test_installed_executable_runs_with_the_params_file_and_publishes_diagnostics(
@@ -476,13 +620,20 @@ def test_a_mode_change_without_a_known_course_is_refused(spinner, wait, model_fa
     assert node.get_parameter('target').value == 0.0  # heading 0 is known
 
 
-def test_model_path_none_is_the_pd_pilot_alone(spinner, wait, model_factory):
-    """`model_path:=none` survives a shell; `model_path:=''` reaches launch empty."""
-    node, boat = _start(spinner, model_factory())
-    assert wait(lambda: node.pilot.policy is not None and len(boat.commands) > 2, timeout=15.0)
-    assert _set_params(spinner, wait, {'model_path': 'NONE'})[0].successful
-    assert node.pilot.policy is None
-    assert wait(lambda: boat.last_status().model_sha256 == '', timeout=5.0)
+def test_model_path_none_or_empty_is_the_pd_pilot_alone(spinner, wait, model_factory):
+    """`model_path:=none` survives a shell; `model_path:=''` reaches launch empty, but
+    `ros2 param set /autopilot model_path ''` means the same."""
+    model = model_factory()
+    node, boat = _start(spinner, model, **UNHURRIED)
+    for empty in ('NONE', ''):
+        assert wait(lambda: boat.last_status() is not None
+                    and boat.last_status().policy == AutopilotStatus.POLICY_MODEL, timeout=15.0)
+        assert _set_params(spinner, wait, {'model_path': empty})[0].successful
+        assert node.pilot.policy is None and node.get_parameter('model_path').value == empty
+        assert wait(lambda: (s := boat.last_status()).model_sha256 == '' and s.policy
+                    == AutopilotStatus.POLICY_FALLBACK_PID and s.reason == 'no model loaded',
+                    timeout=5.0)
+        assert _set_params(spinner, wait, {'model_path': str(model)})[0].successful
 
 
 def test_the_steer_service_sets_mode_and_target_in_degrees_in_one_step(spinner, wait,

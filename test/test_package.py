@@ -1,5 +1,6 @@
 """The installed package is where a ROS user looks for it, and the pip route works."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -57,14 +58,21 @@ def test_launch_defaults_resolve_to_installed_files():
         assert f"'{arg}'" in source
 
 
-def test_the_shipped_model_loads_in_the_node_policy_and_has_its_card():
+def test_the_shipped_model_loads_and_beats_pd_in_every_scenario_measured_here():
+    """Every check the node makes, then the verdict on an evaluation seed, measured in this
+    run (the card's table is not read back: a model swapped under it would still pass)."""
     from autopilot_ros.policy import OnnxPolicy
+    from autopilot_ros.sim.evaluate import evaluate
+    from autopilot_ros.sim.scenarios import SCENARIOS
+    from autopilot_ros.training.pipeline import verdict
     share = pathlib.Path(get_package_share_directory('autopilot_ros'))
     model = share / 'resource' / 'autopilot.onnx'
     policy = OnnxPolicy(str(model), rate_hz=10.0)  # every check the node makes
     assert policy.metadata['model_version']
+    v = verdict(evaluate(['pd', str(model)], list(SCENARIOS), [0]), model.name)
+    assert v['better'] == v['of'] == len(SCENARIOS) and v['ship'], v
     card = (share / 'resource' / 'autopilot.md').read_text()
-    assert 'Fit to ship as the default.' in card and 'Closed loop' in card
+    assert 'Closed loop' in card and 'Fit to ship as the default.' in card
 
 
 def test_params_file_is_a_valid_ros_parameters_file():
@@ -76,6 +84,29 @@ def test_params_file_is_a_valid_ros_parameters_file():
     # The shipped file states the defaults of the one inputs table, for every input.
     from autopilot_ros.inputs import DEFAULT_STALE_LIMITS
     assert params['stale_limit'] == DEFAULT_STALE_LIMITS
+
+
+def test_the_params_file_states_the_settings_training_and_evaluation_replay():
+    """The node on the boat runs config/autopilot.yaml; the dataset builder replays bags
+    and the closed-loop evaluation steers through a Pilot with PilotConfig's defaults. If
+    the two differed, training would learn from windows the node never builds (a stale
+    limit decides which rows exist) and the verdict would judge another pilot."""
+    from autopilot_ros.pilot import PilotConfig
+    from autopilot_ros.sim.evaluate import CONTROL_RATE_HZ
+    from autopilot_ros.training.dataset import DatasetConfig
+    share = get_package_share_directory('autopilot_ros')
+    params = yaml.safe_load(pathlib.Path(share, 'config', 'autopilot.yaml').read_text())[
+        '/**/autopilot']['ros__parameters']
+    replay = PilotConfig(rate_hz=DatasetConfig().rate_hz)  # as build_recording makes it
+    assert params['rate_hz'] == replay.rate_hz == CONTROL_RATE_HZ == PilotConfig().rate_hz
+    limits = replay.limits
+    assert (params['max_rudder'], params['max_rudder_rate']) == (
+        limits.max_rudder, limits.max_rudder_rate)
+    assert params['stale_limit'] == limits.stale_limits
+    assert {f'{name}.{field}': tuple(span) for name, fields in params['plausible'].items()
+            for field, span in fields.items()} == limits.plausible
+    assert params['pid'] == dataclasses.asdict(replay.pid)
+    assert params['guard'] == dataclasses.asdict(replay.guards)
 
 
 def test_generated_messages_sit_beside_the_hand_written_modules():

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ from autopilot_ros.samples import HeadingSample, ImuSample, RudderSample, SpeedS
 from autopilot_ros.sim.evaluate import RunResult, run_episode
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training import bags
+from autopilot_ros.training.cli import main as cli_main
 from autopilot_ros.training.dataset import (
     DatasetConfig,
     DatasetError,
@@ -31,10 +33,21 @@ from autopilot_ros.training.dataset import (
 )
 from autopilot_ros.training.demos import dagger_rollout, demo_recording, write_demo_bag
 from autopilot_ros.training.export import export_onnx
+from autopilot_ros.training.model import build_model
 from autopilot_ros.training.pipeline import verdict
-from autopilot_ros.training.train import Progress, TrainConfig, load_checkpoint, train_model
+from autopilot_ros.training.train import (
+    Progress,
+    TrainConfig,
+    evaluate_open_loop,
+    load_checkpoint,
+    train_model,
+)
 
 SHORT = replace(SCENARIOS['calm_compass'], duration_s=120.0)  # the target changes at 90 s
+# In-process training on one thread: with two, on a machine whose other core is busy (the
+# run's own nodes, other jobs), every step waits for a descheduled thread (measured: 20 s
+# instead of 1.4 s for the determinism test in a full run). Results are the same.
+THREADS = 1
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -207,15 +220,17 @@ def test_split_by_time_block_shares_no_row():
 
 
 # --------------------------------------------------------------------------- training
-def _small_sets():
+@pytest.fixture(scope='module')
+def small_sets():
+    """Five one-minute demonstrations: training and validation windows."""
     data = build_dataset([demo_recording(replace(SHORT, duration_s=60.0), s)
                           for s in range(5)])
     return split(data)[:2]
 
 
-def test_training_is_deterministic_for_a_seed():
-    train, val = _small_sets()
-    cfg = TrainConfig(epochs=1, seed=3, batch_size=128)
+def test_training_is_deterministic_for_a_seed(small_sets):
+    train, val = small_sets
+    cfg = TrainConfig(epochs=1, seed=3, batch_size=128, threads=THREADS)
     quiet = Progress(open('/dev/null', 'w'))
     a, _ = train_model(train, val, cfg, quiet)
     b, _ = train_model(train, val, cfg, quiet)
@@ -223,14 +238,42 @@ def test_training_is_deterministic_for_a_seed():
         assert ka == kb and torch.equal(va, vb)
 
 
-def test_exported_model_matches_pytorch_and_the_node_accepts_it(tmp_path: Path):
-    train, val = _small_sets()
-    model, history = train_model(train, val, TrainConfig(epochs=2, batch_size=128),
-                                 Progress(open('/dev/null', 'w')))
-    assert len(history.epochs) == 2 and history.epochs[-1].train_loss < 0.1
+def test_training_learns_more_than_it_started_with_and_than_zero_or_pd(small_sets):
+    """Relative to the same data: the residual model (the shipped kind) at its initial
+    weights, a zero rudder and the PD suggestion alone score 0.0024 to 0.0042 on the
+    validation windows; six epochs take the best of them to a fifth (0.0005)."""
+    train, val = small_sets
+    cfg = TrainConfig(epochs=6, batch_size=128, seed=0, threads=THREADS)
+    torch.manual_seed(cfg.seed)  # as train_model starts: the very weights it starts from
+    untrained = build_model(cfg.arch, cfg.residual).eval()
+    model, history = train_model(train, val, cfg, Progress(open('/dev/null', 'w')))
+    assert len(history.epochs) == 6
+    pd = INDEX['pd_suggestion']
+    for data in (train, val):
+        baselines = {
+            'untrained': evaluate_open_loop(untrained, data)[0],
+            'zero': float(np.mean(data.labels.astype(np.float64) ** 2)),
+            'pd suggestion': float(np.mean((data.rows[data.ends, pd] / SCALES[pd]
+                                            - data.labels) ** 2)),
+        }
+        trained = evaluate_open_loop(model, data)[0]
+        assert trained < 0.5 * min(baselines.values()), (trained, baselines)
+
+
+def test_exported_model_matches_pytorch_and_the_node_accepts_it(tmp_path: Path, small_sets):
+    train, val = small_sets
+    model, _ = train_model(train, val, TrainConfig(epochs=1, batch_size=128, threads=THREADS),
+                           Progress(open('/dev/null', 'w')))
     diff = export_onnx(model, str(tmp_path / 'm.onnx'), rate_hz=10.0,
                        check_windows=val.windows())
-    assert diff <= 1e-4
+    # The parity measured here, on the file written, not the number export returns.
+    windows = val.windows()
+    session = onnxruntime.InferenceSession(str(tmp_path / 'm.onnx'))
+    got = session.run(None, {'input': windows})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(windows)).numpy()
+    assert np.max(np.abs(got - want)) <= 1e-4
+    assert diff == pytest.approx(np.max(np.abs(got - want)), abs=1e-6)
     policy = OnnxPolicy(str(tmp_path / 'm.onnx'), rate_hz=10.0)
     w = val.windows(np.arange(3))
     with torch.no_grad():
@@ -239,6 +282,43 @@ def test_exported_model_matches_pytorch_and_the_node_accepts_it(tmp_path: Path):
     np.testing.assert_allclose(got, want, atol=1e-5)
     with pytest.raises(ModelError, match='Hz'):
         OnnxPolicy(str(tmp_path / 'm.onnx'), rate_hz=20.0)
+
+
+class _OtherBranchOnData(torch.nn.Module):
+    """Branches in Python on its input: the exporter traces the branch of its all-zero
+    example, so ONNX Runtime computes tanh(x) where PyTorch computes tanh(x + 0.5)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = x[:, -1, :1] * self.gain
+        if bool((x != 0).any()):
+            return torch.tanh(last + 0.5)
+        return torch.tanh(last)
+
+
+def test_export_writes_nothing_when_onnx_runtime_disagrees_with_pytorch(tmp_path: Path):
+    """A failed export writes nothing, and nothing the user had is lost (design, Models)."""
+    from autopilot_ros.training.export import ExportError
+
+    windows = np.random.default_rng(0).normal(size=(16, WINDOW_LENGTH, 25)).astype(np.float32)
+    folder = tmp_path / 'models'
+    path = folder / 'm.onnx'
+    with pytest.raises(ExportError, match='differs from PyTorch by .*not writing'):
+        export_onnx(_OtherBranchOnData(), str(path), rate_hz=10.0, check_windows=windows)
+    assert list(folder.iterdir()) == []  # no model, and no staging folder left behind
+    path.write_bytes(b'the model that was here before')
+    with pytest.raises(ExportError):
+        export_onnx(_OtherBranchOnData(), str(path), rate_hz=10.0, check_windows=windows)
+    assert [p.name for p in folder.iterdir()] == ['m.onnx']
+    assert path.read_bytes() == b'the model that was here before'
+    # On windows where the two agree (all zero: the traced branch) the same model exports.
+    zeros = np.zeros_like(windows)
+    assert export_onnx(_OtherBranchOnData(), str(path), rate_hz=10.0,
+                       check_windows=zeros) <= 1e-6
+    assert OnnxPolicy(str(path), rate_hz=10.0).sha256
 
 
 def test_dagger_rollout_labels_states_the_model_visits(model_factory):
@@ -290,16 +370,41 @@ def test_end_to_end_simulate_train_export_steer(tmp_path: Path):
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / 'tiny.json').read_text())
     assert report['bags']['count'] == 6 and report['bags']['messages_per_s'] > 0
-    assert report['onnx_max_abs_diff'] <= 1e-4
     assert report['data']['train_windows'] > 0 and report['data']['val_windows'] > 0
     card = (out / 'tiny.md').read_text()
     assert 'Closed loop' in card and 'autopilot-train --bags bags' in card
 
     model, blob = load_checkpoint(str(out / 'tiny.pt'))  # weights_only=True inside
     assert blob['train_config']['arch'] == 'seed'
-    result = run_episode(str(out / 'tiny.onnx'), SCENARIOS['calm_compass'], seed=11)
-    assert result.fallback_frac < 0.05  # the model, not the PD fallback, steered
-    assert result.rms_deg < 5.0
+    # The checkpoint and the ONNX file are one model: measured here on real windows.
+    windows = build_recording(bags.read_bag(made_bag(tmp_path)), DatasetConfig()).windows()
+    with torch.no_grad():
+        want = model(torch.from_numpy(windows)).numpy()[:, 0]
+    policy = OnnxPolicy(str(out / 'tiny.onnx'), rate_hz=10.0)
+    got = policy.session.run(None, {'input': windows})[0][:, 0]
+    assert len(windows) > 300 and np.max(np.abs(got - want)) <= 1e-4
+
+    # Closed loop on an evaluation seed, against what this very training started from (its
+    # initial weights: a residual on PD) and against PD. On a beam reach the trained model
+    # halves both (2.7 deg against 5.7 and 5.1); the calm course tells little apart, even
+    # an untrained residual with only its normalisation fitted holds it within 0.2 deg.
+    torch.manual_seed(blob['train_config']['seed'])
+    start = build_model(blob['train_config']['arch'], blob['train_config']['residual'])
+    export_onnx(start, str(tmp_path / 'start.onnx'), rate_hz=10.0, check_windows=windows[:8])
+    runs = {name: run_episode(path, SCENARIOS['beam_reach'], seed=11) for name, path in (
+        ('trained', str(out / 'tiny.onnx')), ('start', str(tmp_path / 'start.onnx')),
+        ('pd', 'pd'))}
+    assert runs['trained'].fallback_frac < 0.05  # the model, not the PD fallback, steered
+    rms = {name: r.rms_deg for name, r in runs.items()}
+    assert rms['trained'] < 0.7 * rms['start'] and rms['trained'] < 0.7 * rms['pd'], rms
+    # And the pipeline's own verdict, from the same run, calls it better than PD.
+    row = report['closed_loop']['verdict']['scenarios']['calm_compass']
+    assert row['call'] == 'better' and row['model_rms'] < row['pd_rms']
+
+
+def made_bag(root: Path) -> Path:
+    """One of the bags `autopilot-train simulate` wrote under root/bags."""
+    return sorted(p.parent for p in (root / 'bags').rglob('metadata.yaml'))[0]
 
 
 @pytest.mark.parametrize(('args', 'message'), [
@@ -311,20 +416,25 @@ def test_end_to_end_simulate_train_export_steer(tmp_path: Path):
     (['--bags', 'bags', '--out', 'm/x', '--topic', 'heading=/compass', '--eval-seeds', '0'],
      'heading'),
 ])
-def test_bad_training_input_is_one_message(tmp_path: Path, args, message):
+def test_bad_training_input_is_one_message(tmp_path: Path, args, message, monkeypatch,
+                                           capsys):
+    """In this process (the exit status and stream of the real command are what the end
+    to end test runs): a Python start with torch per case cost 2 s each."""
     bag = tmp_path / 'bags' / 'b'
     write_demo_bag(bag, replace(SHORT, duration_s=20.0), seed=0)
-    run = cli(*args, cwd=tmp_path)
-    assert run.returncode == 2
-    assert message in run.stderr and 'Traceback' not in run.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
     assert not (tmp_path / 'm').exists() or not any((tmp_path / 'm').iterdir())
 
 
-def test_simulate_refuses_a_used_folder(tmp_path: Path):
+def test_simulate_refuses_a_used_folder(tmp_path: Path, monkeypatch, capsys):
     (tmp_path / 'bags').mkdir()
     (tmp_path / 'bags' / 'keep.txt').write_text('mine')
-    run = cli('simulate', '--out', 'bags', cwd=tmp_path)
-    assert run.returncode == 2 and 'not an empty folder' in run.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(['simulate', '--out', 'bags']) == 2
+    assert 'not an empty folder' in capsys.readouterr().err
     assert (tmp_path / 'bags' / 'keep.txt').read_text() == 'mine'
 
 
