@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from autopilot_ros.launch_config import (
         SIM_STAMP_TOLERANCE,
-        default_model_path,
         default_params_file,
+        shipped_model_path,
     )
     from autopilot_ros.msg import AutopilotStatus
     from autopilot_ros.pilot import POLICY_NAMES
@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     share = get_package_share_directory('autopilot_ros')
     lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
-    model = default_model_path(share) if args.model is None else \
+    # The demo shows the learned pilot on the yacht it was trained on; a real boat starts
+    # with the PID (model_path none), the node's default.
+    model = shipped_model_path(share) if args.model is None else \
         os.path.abspath(args.model) if args.model else ''  # '': the PID pilot alone
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)

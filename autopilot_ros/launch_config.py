@@ -5,16 +5,31 @@ import os
 import shutil
 
 MODEL_FILE = 'autopilot.onnx'
+# `model_path: shipped` names the package's own model (resource/autopilot.onnx). It is an
+# option, not the default: trained on the simulator's yacht, it is no better than the PID
+# on boats it has not seen (docs/held_out_boats.md), and every real boat is one of those.
+SHIPPED = 'shipped'
 
 
 def default_params_file(share_dir: str) -> str:
     return os.path.join(share_dir, 'config', 'autopilot.yaml')
 
 
-def default_model_path(share_dir: str) -> str:
-    """The shipped model, or '' (PID pilot only) while no model has earned shipping."""
+def shipped_model_path(share_dir: str) -> str:
+    """The package's own model file, or '' if this install has none."""
     path = os.path.join(share_dir, 'resource', MODEL_FILE)
     return path if os.path.isfile(path) else ''
+
+
+def resolve_model_path(path: str, share_dir: str) -> str:
+    """`shipped` is the package's model (ValueError if the install has none); else as given."""
+    if path.strip().lower() != SHIPPED:
+        return path
+    shipped = shipped_model_path(share_dir)
+    if not shipped:
+        raise ValueError(f'model_path {SHIPPED}: this install has no {MODEL_FILE} in '
+                         f'{os.path.join(share_dir, "resource")}')
+    return shipped
 
 
 def rviz_config(share_dir: str) -> str:
@@ -31,7 +46,7 @@ def node_parameters(params_file: str, *, model_path: str, use_sim_time: bool,
     """The autopilot node's `parameters=` in the order ROS applies them (later wins).
 
     `model_path` goes in only when the command line gave one, so the precedence is: command
-    line > params file > the node's own default (the shipped model). With the package's
+    line > params file > the node's own default (none: the PID pilot). With the package's
     simulator, the stamp tolerance is SIM_STAMP_TOLERANCE.
     """
     overrides: dict = {'use_sim_time': use_sim_time, 'hand_steering': hand_steering}

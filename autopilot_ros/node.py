@@ -53,7 +53,7 @@ from autopilot_ros.inputs import (
     InputDef,
     trusted_stamp,
 )
-from autopilot_ros.launch_config import default_model_path
+from autopilot_ros.launch_config import SHIPPED, resolve_model_path
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
 from autopilot_ros.pid_pilot import GAIN_RANGES, PIDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
@@ -253,10 +253,11 @@ class AutopilotNode(Node):
     def _declare_parameters(self) -> None:
         d = self.declare_parameter
         share = get_package_share_directory('autopilot_ros')
-        # Precedence: command line > params file > this default, the shipped model.
-        d('model_path', default_model_path(share), ParameterDescriptor(
-            description="ONNX model; 'none' (or empty) = the PID pilot only. Set at runtime to "
-                        'swap models.'))
+        # Precedence: command line > params file > this default: the PID pilot alone, which
+        # on a boat the shipped model has not seen steers as well (docs/held_out_boats.md).
+        d('model_path', 'none', ParameterDescriptor(
+            description=f"ONNX model; 'none' (or empty) = the PID pilot only; '{SHIPPED}' = "
+                        "the package's own model. Set at runtime to swap models."))
         d('rate_hz', 10.0, _range(1.0, 100.0, 'control rate; must match the model',
                                   read_only=True))
         d('mode', 'standby', ParameterDescriptor(description=' | '.join(MODES)))
@@ -382,7 +383,9 @@ class AutopilotNode(Node):
         """An OnnxPolicy under this node's budget and size limit; ModelError if refused."""
         budget = self._param('inference_budget', pending)
         _check_budget(budget, rate_hz)
-        real = check_model_path(path, self._param('allowed_model_dirs', pending))
+        share = get_package_share_directory('autopilot_ros')
+        real = check_model_path(resolve_model_path(path, share),
+                                self._param('allowed_model_dirs', pending))
         return OnnxPolicy(real, rate_hz, budget=budget,
                           max_bytes=int(self._param('max_model_mb', pending) * 1e6),
                           expected_sha256=self._param('model_sha256', pending))

@@ -1,14 +1,14 @@
 """Launch the autopilot node (and optionally the boat simulator and rviz).
 
-    ros2 launch autopilot_ros autopilot.launch.py
+    ros2 launch autopilot_ros autopilot.launch.py                       # the PID pilot alone
     ros2 launch autopilot_ros autopilot.launch.py sim:=true rviz:=true
     ros2 launch autopilot_ros autopilot.launch.py model_path:=/path/to/model.onnx
-    ros2 launch autopilot_ros autopilot.launch.py model_path:=none      # the PID pilot alone
+    ros2 launch autopilot_ros autopilot.launch.py model_path:=shipped   # the package's model
     ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
     ros2 launch autopilot_ros autopilot.launch.py enclave:=/autopilot_ros/autopilot   # SROS2
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
-to the node only when given (command line > params file > the shipped model), and
+to the node only when given (command line > params file > none: the PID pilot), and
 `rviz:=true` without rviz2 stops the launch before anything starts (launch_config.py).
 With `enclave` (SROS2, scripts/sros2-setup) the autopilot runs in that enclave, and only
 when ROS_SECURITY_* say security is enforced and the keystore has its keys; the simulator
@@ -92,8 +92,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('params_file', default_value=default_params_file(share),
                               description='autopilot node parameters (YAML)'),
         DeclareLaunchArgument('model_path', default_value='',
-                              description="ONNX model; 'none' = the PID pilot only; not given: "
-                                          'the params file, else the shipped model'),
+                              description="ONNX model; 'none' = the PID pilot only; 'shipped' "
+                                          "= the package's model; not given: the params "
+                                          'file, else the PID pilot only'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace for the nodes and their topics'),
         DeclareLaunchArgument('sim', default_value='false',

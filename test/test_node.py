@@ -457,9 +457,9 @@ def test_wind_modes_steer_to_the_wind_and_hold_their_heading_when_it_goes_stale(
     node, boat = _start(spinner, model_factory(gain=2.0), mode='wind_awa', target=50 * DEG,
                         **{'stale_limit.wind': 0.5, 'inference_budget': 0.09})
     assert wait(lambda: (s := boat.last_status()) is not None
-                and s.policy == AutopilotStatus.POLICY_MODEL, timeout=15.0)
-    status = next(s for _, s in reversed(boat.statuses)
-                  if s.policy == AutopilotStatus.POLICY_MODEL)
+                and s.policy == AutopilotStatus.POLICY_MODEL and s.reason == '', timeout=15.0)
+    status = next(s for _, s in reversed(boat.statuses)  # the model alone, blended in
+                  if s.policy == AutopilotStatus.POLICY_MODEL and s.reason == '')
     assert status.mode == 'wind_awa' and status.engaged
     assert status.target_heading == pytest.approx(10 * DEG, abs=1e-3)
     assert status.heading_error == pytest.approx(10 * DEG, abs=1e-3)
@@ -663,11 +663,13 @@ def test_the_steer_service_sets_mode_and_target_in_degrees_in_one_step(spinner, 
 
 
 @pytest.mark.parametrize('in_file, on_command_line, expect', [
-    (None, None, 'autopilot.onnx'),  # the shipped default
+    (None, None, ''),  # the default: the PID pilot alone
+    (None, 'shipped', 'autopilot.onnx'),  # the package's own model, by name
     ('mine', None, 'mine.onnx'),  # the params file names one
-    ('mine', 'none', ''),  # the command line wins: the PD pilot alone
+    ('mine', 'none', ''),  # the command line wins: the PID pilot alone
+    ('shipped', 'none', ''),
 ])
-def test_model_path_precedence_command_line_then_params_file_then_shipped(
+def test_model_path_precedence_command_line_then_params_file_then_the_pid(
         rclpy_context, model_factory, tmp_path, in_file, on_command_line, expect):
     """What `ros2 launch` composes (launch_config.node_parameters), run as the executable."""
     from autopilot_ros.launch_config import node_parameters
@@ -679,7 +681,7 @@ def test_model_path_precedence_command_line_then_params_file_then_shipped(
              f"    allowed_model_dirs: ['{tmp_path}', "
              f"'{get_package_share_directory('autopilot_ros')}/resource']"]
     if in_file:
-        lines.append(f'    model_path: {mine}')
+        lines.append(f"    model_path: {mine if in_file == 'mine' else in_file}")
     params.write_text('\n'.join(lines) + '\n')
     file_, overrides = node_parameters(str(params), model_path=on_command_line or '',
                                        use_sim_time=False, hand_steering=False)

@@ -44,11 +44,11 @@ def test_executables_are_where_ros2_run_looks():
 
 
 def test_launch_defaults_resolve_to_installed_files():
-    from autopilot_ros.launch_config import default_model_path, default_params_file, rviz_config
+    from autopilot_ros.launch_config import default_params_file, rviz_config, shipped_model_path
     share = get_package_share_directory('autopilot_ros')
     assert os.path.isfile(default_params_file(share))
     assert os.path.isfile(rviz_config(share))
-    model = default_model_path(share)
+    model = shipped_model_path(share)
     assert model == '' or os.path.isfile(model)
     # The launch file itself compiles and names every argument the README documents.
     source = pathlib.Path(share, 'launch', 'autopilot.launch.py').read_text()
@@ -58,21 +58,24 @@ def test_launch_defaults_resolve_to_installed_files():
         assert f"'{arg}'" in source
 
 
-def test_the_shipped_model_loads_and_beats_pd_in_every_scenario_measured_here():
-    """Every check the node makes, then the verdict on an evaluation seed, measured in this
-    run (the card's table is not read back: a model swapped under it would still pass)."""
+def test_the_shipped_model_loads_and_beats_the_former_pd_in_every_scenario_measured_here():
+    """Every check the node makes, then what its card claims (better than the PD pilot it
+    was judged against, on the yacht it was trained on), measured in this run: the card's
+    table is not read back, so a model swapped under it would fail. It is an option now,
+    not the default (docs/held_out_boats.md), and its card says so."""
     from autopilot_ros.policy import OnnxPolicy
     from autopilot_ros.sim.evaluate import evaluate
     from autopilot_ros.sim.scenarios import SCENARIOS
-    from autopilot_ros.training.pipeline import verdict
     share = pathlib.Path(get_package_share_directory('autopilot_ros'))
     model = share / 'resource' / 'autopilot.onnx'
     policy = OnnxPolicy(str(model), rate_hz=10.0)  # every check the node makes
     assert policy.metadata['model_version']
-    v = verdict(evaluate(['pd', str(model)], list(SCENARIOS), [0]), model.name)
-    assert v['better'] == v['of'] == len(SCENARIOS) and v['ship'], v
+    results = evaluate(['pd', str(model)], list(SCENARIOS), [0])
+    rms = {(r.pilot, r.scenario): r.rms_deg for r in results}
+    worse = [s for s in SCENARIOS if rms[(model.name, s)] >= rms[('pd', s)]]
+    assert worse == [], rms
     card = (share / 'resource' / 'autopilot.md').read_text()
-    assert 'Closed loop' in card and 'Fit to ship as the default.' in card
+    assert 'Closed loop' in card and 'not the default' in card
 
 
 def test_params_file_is_a_valid_ros_parameters_file():

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from autopilot_ros.features import INDEX, SCALES, WINDOW_LENGTH
+from autopilot_ros.guards import GuardConfig
 from autopilot_ros.pilot import Pilot, PilotConfig
 from autopilot_ros.policy import ModelError, OnnxPolicy
 from autopilot_ros.samples import HeadingSample, ImuSample, RudderSample, SpeedSample, WindSample
@@ -391,15 +392,18 @@ def test_end_to_end_simulate_train_export_steer(tmp_path: Path):
     torch.manual_seed(blob['train_config']['seed'])
     start = build_model(blob['train_config']['arch'], blob['train_config']['residual'])
     export_onnx(start, str(tmp_path / 'start.onnx'), rate_hz=10.0, check_windows=windows[:8])
-    runs = {name: run_episode(path, SCENARIOS['beam_reach'], seed=11) for name, path in (
-        ('trained', str(out / 'tiny.onnx')), ('start', str(tmp_path / 'start.onnx')),
-        ('pd', 'pd'))}
-    assert runs['trained'].fallback_frac < 0.05  # the model, not the PD fallback, steered
+    # What training learned, so the model alone: the guards (test_guards.py) would hand a
+    # model trained on 6 minutes of sailing to the PID wherever it leaves that envelope.
+    alone = PilotConfig(guards=GuardConfig(envelope=False, watchdog=False))
+    runs = {name: run_episode(path, SCENARIOS['beam_reach'], seed=11, config=alone)
+            for name, path in (('trained', str(out / 'tiny.onnx')),
+                               ('start', str(tmp_path / 'start.onnx')), ('pd', 'pd'))}
+    assert runs['trained'].fallback_frac < 0.05  # the model, not the fallback, steered
     rms = {name: r.rms_deg for name, r in runs.items()}
     assert rms['trained'] < 0.7 * rms['start'] and rms['trained'] < 0.7 * rms['pd'], rms
-    # And the pipeline's own verdict, from the same run, calls it better than PD.
+    # And the pipeline's own verdict, from the same run, calls it better than the PID.
     row = report['closed_loop']['verdict']['scenarios']['calm_compass']
-    assert row['call'] == 'better' and row['model_rms'] < row['pd_rms']
+    assert row['call'] == 'better' and row['model_rms'] < row['pid_rms'], row
 
 
 def made_bag(root: Path) -> Path:

@@ -13,7 +13,7 @@ every pilot on other boats too (sim/boats.py: the held-out set, or family_<seed>
 """
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
 import os
 import sys
@@ -47,7 +47,7 @@ class RunResult:
     boat: str = REFERENCE.name
 
 
-def make_pilot(name: str):
+def make_pilot(name: str, config: PilotConfig | None = None):
     """'pid', 'pd', 'expert', 'zero', or a path to an .onnx model -> a per-tick controller.
 
     'pid' is the node's fallback with its default gains; 'pd' the same pilot as this package
@@ -57,12 +57,13 @@ def make_pilot(name: str):
         return 'expert'
     if name == 'zero':
         return 'zero'
+    config = config or PilotConfig()
     if name == 'pid':
-        return Pilot(PilotConfig())
+        return Pilot(config)
     if name == 'pd':
-        return Pilot(PilotConfig(pid=PD_REFERENCE))
+        return Pilot(replace(config, pid=PD_REFERENCE))
     from autopilot_ros.policy import OnnxPolicy
-    return Pilot(PilotConfig(), OnnxPolicy(name, rate_hz=CONTROL_RATE_HZ))
+    return Pilot(config, OnnxPolicy(name, rate_hz=CONTROL_RATE_HZ))
 
 
 def settle_times(t: np.ndarray, err: np.ndarray, starts: list[float]) -> list[float]:
@@ -87,9 +88,13 @@ def settle_times(t: np.ndarray, err: np.ndarray, starts: list[float]) -> list[fl
 
 
 def run_episode(pilot_name: str, scenario: Scenario, seed: int, keep_trace: bool = False,
-                expert_imperfection: float = 0.0, boat: BoatSpec = REFERENCE) -> RunResult:
-    """One pilot steering one scenario and seed, on one boat, in the shared closed loop."""
-    pilot = make_pilot(pilot_name)
+                expert_imperfection: float = 0.0, boat: BoatSpec = REFERENCE,
+                config: PilotConfig | None = None) -> RunResult:
+    """One pilot steering one scenario and seed, on one boat, in the shared closed loop.
+
+    `config`: the pilot's settings (default: the node's defaults, guards on).
+    """
+    pilot = make_pilot(pilot_name, config)
     if isinstance(pilot, Pilot):
         steer = PilotSteer(pilot, scenario.mode, scenario.target_at(0.0))
     elif pilot == 'expert':
