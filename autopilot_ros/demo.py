@@ -125,8 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     sim_s = sum(SCENARIOS[r.scenario].duration_s for r in results)
     print(f'\n{sim_s:.0f} s of sailing in {wall:.0f} s wall ({sim_s / wall:.1f}x real time, '
           f'startup included); trace plot: {data["plot"]}; node logs: {logs.name}')
-    print('Closed-loop comparison with the PID and PD pilots and the expert: '
-          'autopilot-eval --pilots pid pd expert')
+    print('Closed-loop comparison with the PID and PD pilots and the expert, on boats the '
+          'model was not trained on too: autopilot-eval --pilots pid pd expert '
+          'resource/autopilot.onnx --boats reference held_out')
+    if model:
+        print('This is the model on the yacht it was trained on. On a real boat the node '
+              'starts with the PID pilot (model_path:=shipped loads this model): '
+              'docs/held_out_boats.md says why.')
     return 0
 
 
