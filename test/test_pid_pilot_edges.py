@@ -11,7 +11,7 @@ import pytest
 
 from autopilot_ros.conventions import GRAVITY
 from autopilot_ros.pid_pilot import GAIN_RANGES, PIDGains, PIDPilot
-from autopilot_ros.pilot import NEW_COURSE, POLICY_FALLBACK_PID, POLICY_MODEL, Pilot, PilotConfig
+from autopilot_ros.pilot import POLICY_FALLBACK_PID, POLICY_MODEL, Pilot, PilotConfig
 from autopilot_ros.safety import SafetyLimits
 from autopilot_ros.samples import HeadingSample, ImuSample, SpeedSample, WindSample
 
@@ -136,14 +136,6 @@ def test_a_lowered_integral_ceiling_applies_at_once_even_with_the_rudder_hard_ov
     _, outs = sail(pilot, t, 0.1, heading=-18 * DEG)
     assert abs(pilot.pid.integral) <= 0.1
     assert outs[-1].raw_command == pytest.approx(2.0 * 23 * DEG + 0.1)
-
-
-def test_a_nudge_of_exactly_the_new_course_threshold_keeps_the_trim():
-    pilot = Pilot()
-    pilot.set_mode('compass', 0.0)
-    pilot.pid.integral = 0.2
-    pilot.reconfigure(target=NEW_COURSE)  # "further than" 10 deg is a new course
-    assert pilot.pid.integral == 0.2
 
 
 def test_the_pid_stops_at_the_boats_max_rudder_and_does_not_wind_up_against_it():
