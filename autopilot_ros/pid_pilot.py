@@ -120,7 +120,8 @@ class PIDPilot:
         self._set_integral(self.integral + alpha * (offset - self.integral))
 
     def _leak(self, dt: float) -> None:
-        self.integral *= math.exp(-dt / self.gains.leak_s)
+        # Through the clamp: a lowered integral_limit holds from the next tick, saturated or not.
+        self._set_integral(self.integral * math.exp(-dt / self.gains.leak_s))
 
     def _set_integral(self, value: float) -> None:
         limit = self.gains.integral_limit
