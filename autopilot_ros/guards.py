@@ -17,7 +17,7 @@ steer; when either says no, the PID steers and the reason names the guard:
   (120 s) and then gets another chance; one that trips again straight away waits twice
   as long each time (up to an hour), and a full window of good steering forgives it. The
   watch starts afresh 30 s after a new course (its transient is no fault of the model's),
-  after the model takes the helm, and after any pause.
+  after the model takes the helm, after any pause, and after its clock steps back.
 """
 
 from collections import deque
@@ -201,7 +201,7 @@ class ModelGuard:
         if not c.watchdog:
             return ''
         h = self._history
-        if h and now - h[-1][0] > WATCH_GAP_S:
+        if h and not 0.0 <= now - h[-1][0] <= WATCH_GAP_S:  # a pause, or a clock set back
             self.restart_watch()
         if self._watch_from is None:
             self._watch_from = now + c.watchdog_settle_s

@@ -229,6 +229,16 @@ def test_a_clock_stepping_back_is_no_fault_of_a_model_steering_steadily():
     assert _first(out)[1] == ''
 
 
+def test_after_a_clock_steps_back_the_watchdog_still_judges_within_settle_and_window():
+    """A simulator reset must not leave a sawing model unjudged: the watch restarts from the
+    new time (settle 5 s, window 10 s), not from a history stamped in the future."""
+    saw = (lambda k: 0.6 * (-1) ** k, lambda k: 0.0, lambda k: 0.0)
+    guard = ModelGuard(_quick())
+    _watch(guard, range(1, 20), lambda k: 0.2, lambda k: 0.2, lambda k: 0.0)  # to 9.5 s
+    out = _watch(guard, range(2, 60), *saw)  # reset to 1 s, then sawing
+    assert _first(out)[0] == 16.0  # restarted at 1 s: + 5 s settle + 10 s window
+
+
 # -- in the Pilot ---------------------------------------------------------------------------
 class Saw:
     """A model that saws at the rudder (+-amplitude each tick); may carry an envelope."""
