@@ -346,3 +346,21 @@ def test_over_dds_an_oscillating_model_is_stopped_by_the_watchdog(spinner, wait,
     assert node.pilot.guard.trips['watchdog'] == 1
     assert wait(lambda: (boat.pilot_value('guard holding the helm') or '').startswith(
         'watchdog'), timeout=10.0)
+
+
+def test_evaluation_counts_the_ticks_a_guard_held_the_helm_apart_from_other_fallback(
+        model_factory):
+    """A sawing model on the calm course: the watchdog holds it off, and the table says so
+    in its own column, not mixed with the window filling at the start."""
+    from autopilot_ros.sim.evaluate import run_episode, summary_table
+    from autopilot_ros.sim.scenarios import SCENARIOS
+    saw = str(model_factory(feature='rudder_angle', gain=-50.0, bias=0.3))
+    quick = PilotConfig(guards=GuardConfig(watchdog_window_s=10.0, watchdog_settle_s=0.0))
+    guarded = run_episode(saw, SCENARIOS['calm_compass'], 0, config=quick)
+    assert 0.5 < guarded.guard_frac <= guarded.fallback_frac < 1.0
+    free = run_episode(saw, SCENARIOS['calm_compass'], 0, config=PilotConfig(
+        guards=GuardConfig(watchdog=False)))
+    assert free.guard_frac == 0.0 and free.fallback_frac < 0.02  # the window filling only
+    table = summary_table([guarded])
+    assert table.splitlines()[0].split()[-1] == 'guards'
+    assert table.splitlines()[2].split()[-1] == f'{100 * guarded.guard_frac:.1f}%'

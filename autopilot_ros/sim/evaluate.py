@@ -42,9 +42,10 @@ class RunResult:
     max_deg: float
     settle_s: float  # mean time to settle after start and each target change (nan: never)
     rudder_travel_per_min: float
-    fallback_frac: float
+    fallback_frac: float  # ticks a model did not steer (window filling, inputs, guards...)
     trace: dict = field(repr=False, default_factory=dict)
     boat: str = REFERENCE.name
+    guard_frac: float = math.nan  # ... of which a guard held the helm from it
 
 
 def make_pilot(name: str, config: PilotConfig | None = None):
@@ -108,16 +109,19 @@ def run_episode(pilot_name: str, scenario: Scenario, seed: int, keep_trace: bool
     loop = ClosedLoop(scenario, seed, rate_hz=CONTROL_RATE_HZ, steer=steer,
                       params=boat.params, sensors=boat.sensors).run()
     trace = loop.trace()
-    model_ticks = steer.model_ticks if isinstance(pilot, Pilot) and pilot.policy else None
+    with_model = isinstance(pilot, Pilot) and pilot.policy
+    model_ticks = steer.model_ticks if with_model else None
+    guard_ticks = steer.guard_ticks if with_model else None
     return summarize(pilot=os.path.basename(pilot_name), scenario=scenario.name, seed=seed,
                      t=trace['t'], err=trace['err'], rudder=trace['rudder'],
-                     changes=loop.changes, model_ticks=model_ticks,
+                     changes=loop.changes, model_ticks=model_ticks, guard_ticks=guard_ticks,
                      trace=trace if keep_trace else None, boat=boat.name)
 
 
 def summarize(*, pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.ndarray,
               rudder: np.ndarray, changes: list[float], model_ticks: int | None,
-              trace: dict | None = None, boat: str = REFERENCE.name) -> RunResult:
+              trace: dict | None = None, boat: str = REFERENCE.name,
+              guard_ticks: int | None = None) -> RunResult:
     """Metrics of one run from its true-error and rudder traces (also used by sim_node)."""
     n = len(t)
     steady = np.ones(n, dtype=bool)
@@ -133,7 +137,8 @@ def summarize(*, pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.nd
         settle_s=float(np.mean(finite)) if len(finite) == len(settles) else math.nan,
         rudder_travel_per_min=float(np.sum(np.abs(np.diff(rudder))) / minutes),
         fallback_frac=(1.0 - model_ticks / n) if model_ticks is not None else math.nan,
-        trace=trace or {}, boat=boat)
+        trace=trace or {}, boat=boat,
+        guard_frac=(guard_ticks / n) if guard_ticks is not None and n else math.nan)
 
 
 def evaluate(pilots: list[str], scenarios: list[str], seeds: list[int],
@@ -165,9 +170,15 @@ def summary_table(results: list[RunResult]) -> str:
     return _scenario_table(results)
 
 
+def _percent(values: list[float]) -> str:
+    return '-' if all(math.isnan(v) for v in values) else f'{100 * np.nanmean(values):.1f}%'
+
+
 def _scenario_table(results: list[RunResult]) -> str:
+    """`fallback`: ticks a model did not steer, for any reason; `guards`: of those, the ticks
+    a guard (training envelope, watchdog) held the helm from it."""
     header = (f"{'scenario':22s} {'pilot':18s} {'RMS err deg':>11s} {'max err deg':>11s} "
-              f"{'settle s':>9s} {'rudder/min':>10s} {'fallback':>9s}")
+              f"{'settle s':>9s} {'rudder/min':>10s} {'fallback':>9s} {'guards':>7s}")
     lines = [header, '-' * len(header)]
     scenarios = list(dict.fromkeys(r.scenario for r in results))
     pilots = list(dict.fromkeys(r.pilot for r in results))
@@ -179,12 +190,12 @@ def _scenario_table(results: list[RunResult]) -> str:
             settle = [r.settle_s for r in rs]
             settle_txt = 'never' if any(math.isnan(v) for v in settle) else \
                 f'{np.mean(settle):.1f}'
-            fb = [r.fallback_frac for r in rs]
-            fb_txt = '-' if all(math.isnan(v) for v in fb) else f'{100 * np.nanmean(fb):.1f}%'
             lines.append(
                 f'{s:22s} {p:18s} {np.mean([r.rms_deg for r in rs]):11.2f} '
                 f'{np.max([r.max_deg for r in rs]):11.1f} {settle_txt:>9s} '
-                f'{np.mean([r.rudder_travel_per_min for r in rs]):10.2f} {fb_txt:>9s}')
+                f'{np.mean([r.rudder_travel_per_min for r in rs]):10.2f} '
+                f'{_percent([r.fallback_frac for r in rs]):>9s} '
+                f'{_percent([r.guard_frac for r in rs]):>7s}')
         lines.append('')
     return '\n'.join(lines).rstrip()
 

@@ -84,13 +84,15 @@ class ClosedLoop:
 
 class PilotSteer:
     """A Pilot as a steering callback: it follows the scenario's target changes, takes the
-    new samples and ticks, exactly as the node would; it counts the ticks the model steered.
+    new samples and ticks, exactly as the node would; it counts the ticks the model steered
+    and those a guard (envelope, watchdog) held the helm from it.
     """
 
     def __init__(self, pilot: Pilot, mode: str, target: float) -> None:
         self.pilot = pilot
         self.mode = mode
         self.model_ticks = 0
+        self.guard_ticks = 0
         pilot.set_mode(mode, target)
 
     def __call__(self, sim: Simulator, target: float, samples: list[SensorSample],
@@ -102,4 +104,5 @@ class PilotSteer:
             pilot.update(sample)
         out = pilot.step(now)
         self.model_ticks += out.policy == POLICY_MODEL
+        self.guard_ticks += out.policy != POLICY_MODEL and bool(pilot.guard.holding)
         return out.command
