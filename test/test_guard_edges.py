@@ -221,6 +221,15 @@ def test_a_pause_of_a_second_keeps_the_watch_a_longer_one_restarts_it():
     assert _first(_watch(ModelGuard(_quick()), ticks, *saw))[0] == 26.0
 
 
+def test_a_tick_repeated_at_the_same_stamp_is_not_a_pause():
+    """Only time going backwards or a gap restarts the watch: a repeated stamp (two ticks on
+    one sim-time step) keeps it, and the sawing model is caught as early as without it."""
+    saw = (lambda k: 0.6 * (-1) ** k, lambda k: 0.0, lambda k: 0.0)
+    ticks = [k for k in range(1, 60)]
+    ticks.insert(ticks.index(20), 20)
+    assert _first(_watch(ModelGuard(_quick()), ticks, *saw))[0] == 15.5
+
+
 def test_a_clock_stepping_back_is_no_fault_of_a_model_steering_steadily():
     guard = ModelGuard(_quick())
     steady = (lambda k: 0.2, lambda k: 0.2, lambda k: 0.0)
