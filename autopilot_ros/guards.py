@@ -16,8 +16,9 @@ steer; when either says no, the PID steers and the reason names the guard:
   than the PID would, or lets the error RMS pass 10 deg, loses the helm for a hold-off
   (120 s) and then gets another chance; one that trips again straight away waits twice
   as long each time (up to an hour), and a full window of good steering forgives it. The
-  watch starts afresh 30 s after a new course (its transient is no fault of the model's),
-  after the model takes the helm, after any pause, and after its clock steps back.
+  watch starts afresh, 30 s on, after a new course (a mode change or a target moved over
+  10 deg, whose transient is no fault of the model's; a nudge is not one), after the model
+  takes the helm, after any pause, and after its clock steps back.
 """
 
 from collections import deque

@@ -41,8 +41,10 @@ POLICY_NAMES = {POLICY_STANDBY: 'standby', POLICY_MODEL: 'model', POLICY_FALLBAC
 # fades out), so a handover never jumps the rudder; the other way the PID's integral has
 # tracked the model's offset all along.
 HANDOVER_S = 1.0
-# A target moved further than this is a new course (a tack, a gybe, a turn), and the PID's
-# integral starts again; a sailor's nudge of a few degrees keeps the boat's trim.
+# A target moved further than this is a new course (a tack, a gybe, a turn): the PID's
+# integral starts again and the watchdog lets the turn settle before it judges. A sailor's
+# nudge of a few degrees keeps the boat's trim, and keeps the watch: nudging every few
+# seconds must not keep a bad model from ever being judged.
 NEW_COURSE = math.radians(10.0)
 
 # Failed model ticks in a row (exception, malformed or non-finite output) before the pilot
@@ -138,7 +140,6 @@ class Pilot:
         validate_mode(mode, target)
         if mode != self.mode or abs(wrap_pi(float(target) - self.target)) > NEW_COURSE:
             self.pid.reset()
-        if (mode, float(target)) != (self.mode, self.target):
             self.guard.restart_watch()
         self.mode = mode
         self.target = float(target)

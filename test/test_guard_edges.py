@@ -309,7 +309,7 @@ def test_switching_the_watchdog_off_hands_the_helm_back_at_once():
     assert pilot.guard.before_model(t + 0.2, None) == ''
 
 
-def test_a_changed_target_restarts_the_watch_the_same_one_set_again_does_not():
+def test_a_new_course_restarts_the_watch_a_nudge_or_the_same_target_does_not():
     def first_trip(target_then: float) -> float:
         pilot = Pilot(PilotConfig(guards=_quick()), Saw())
         pilot.set_mode('compass', 0.0)
@@ -320,7 +320,9 @@ def test_a_changed_target_restarts_the_watch_the_same_one_set_again_does_not():
         return _tripped(outs)[0].stamp
     on_schedule = first_trip(0.0)
     assert on_schedule < 20.0
-    assert first_trip(2 * DEG) > on_schedule + 5.0  # a nudge: settle and a window again
+    # A nudge is no new course: nudging every few seconds must not shield a bad model.
+    assert first_trip(2 * DEG) == on_schedule
+    assert first_trip(20 * DEG) > on_schedule + 5.0  # a new course: settle and a window
 
 
 def test_a_new_model_gets_a_guard_of_its_own_with_the_pilots_settings_and_its_envelope():
