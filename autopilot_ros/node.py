@@ -202,7 +202,8 @@ class AutopilotNode(Node):
             except (ModelError, ValueError) as exc:
                 self.get_logger().error(f'model refused, steering with the PID pilot: {exc}')
         else:
-            self.get_logger().warning('no model_path: steering with the PID pilot')
+            self.get_logger().info(f'no model: steering with the PID pilot (model_path '
+                                   f"'{SHIPPED}' or a path loads one)")
         self._course_unknown = ''  # a mode change with no target, and no course to keep
         self.add_pre_set_parameters_callback(self._prepare_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
