@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from autopilot_ros.bounds import Bounds, check_bounds
 from autopilot_ros.features import FEATURE_NAMES, NUM_FEATURES
 
 ENVELOPE_KEY = 'feature_envelope'  # the model metadata entry export writes
@@ -54,17 +55,14 @@ class GuardConfig:
     watchdog_holdoff_s: float = 120.0
 
     def validate(self) -> None:
-        for name, (low, high, _) in GUARD_RANGES.items():
-            value = getattr(self, name)
-            if not (math.isfinite(value) and low <= value <= high):
-                raise ValueError(f'guard.{name} {value} not in [{low:g}, {high:g}]')
+        check_bounds(self, GUARD_RANGES, 'guard')
 
 
 GUARD_SWITCHES = {
     'envelope': 'hand the helm to the PID when the inputs leave the training envelope',
     'watchdog': 'hand the helm to the PID when the model steers far worse than it would',
 }
-GUARD_RANGES: dict[str, tuple[float, float, str]] = {
+GUARD_RANGES: Bounds = {
     'envelope_grace_s': (0.0, 30.0, 's the inputs may be outside the envelope before the '
                                     'PID takes the helm'),
     'envelope_rearm_s': (0.0, 600.0, 's the inputs must be back inside before the model '

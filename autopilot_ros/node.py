@@ -109,6 +109,12 @@ def _check_budget(budget: float, rate_hz: float) -> None:
                          f'({1.0 / rate_hz:g} s)')
 
 
+# (parameter prefix, defaults, bounds, description prefix): the ranged settings, each
+# declared from its one table.
+_BOUNDED = (('pid', PIDGains(), GAIN_RANGES, 'PID pilot: '),
+            ('guard', GuardConfig(), GUARD_RANGES, ''))
+
+
 def _range(lo: float, hi: float, description: str, read_only: bool = False):
     return ParameterDescriptor(
         description=description, read_only=read_only,
@@ -289,14 +295,13 @@ class AutopilotNode(Node):
         d('stamp_future_tolerance', 0.05, _range(
             0.0, 1.0, 's a header stamp may lead the node clock; further ahead, or zero, or '
                       'over 1 s behind, the receive time is used'))
-        defaults = PIDGains()
-        for name, (low, high, meaning) in GAIN_RANGES.items():
-            d(f'pid.{name}', getattr(defaults, name), _range(low, high, f'PID pilot: {meaning}'))
+        for prefix, defaults, bounds, what in _BOUNDED:
+            for name, (low, high, meaning) in bounds.items():
+                d(f'{prefix}.{name}', getattr(defaults, name),
+                  _range(low, high, f'{what}{meaning}'))
         guards = GuardConfig()
         for name, meaning in GUARD_SWITCHES.items():
             d(f'guard.{name}', getattr(guards, name), ParameterDescriptor(description=meaning))
-        for name, (low, high, meaning) in GUARD_RANGES.items():
-            d(f'guard.{name}', getattr(guards, name), _range(low, high, meaning))
 
     def _param(self, name: str, pending: dict | None = None):
         """A parameter's value: the one in `pending` (a change being checked), else the set one."""

@@ -12,6 +12,8 @@ PD pilot, which tables keep as a reference column (`PD_REFERENCE`).
 from dataclasses import dataclass
 import math
 
+from autopilot_ros.bounds import Bounds, check_bounds
+
 
 @dataclass(frozen=True)
 class PIDGains:
@@ -29,14 +31,11 @@ class PIDGains:
 
     def validate(self) -> None:
         """Raise ValueError naming the value: gains a sailor could set but not sail with."""
-        for name, (low, high, _) in GAIN_RANGES.items():
-            value = getattr(self, name)
-            if not (math.isfinite(value) and low <= value <= high):
-                raise ValueError(f'pid.{name} {value} not in [{low:g}, {high:g}]')
+        check_bounds(self, GAIN_RANGES, 'pid')
 
 
 # Per gain: the range a boat may use and what it means (the node's parameter descriptions).
-GAIN_RANGES: dict[str, tuple[float, float, str]] = {
+GAIN_RANGES: Bounds = {
     'kp': (0.0, 10.0, 'rudder per rad of heading error, at speed_ref'),
     'ki': (0.0, 5.0, 'rudder per rad*s of heading error: removes weather helm'),
     'kd': (0.0, 20.0, 'rudder per rad/s of turn rate to starboard, at speed_ref'),
