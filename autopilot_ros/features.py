@@ -37,7 +37,8 @@ from autopilot_ros.samples import (
 
 __all__ = [  # MODES and STEERING_MODES are conventions', re-exported for the features' users
     'FEATURE_NAMES', 'FEATURE_SPEC', 'FEATURE_SPEC_HASH', 'INDEX', 'MODES', 'NUM_FEATURES',
-    'SCALES', 'STEERING_MODES', 'WINDOW_LENGTH', 'FeatureDef', 'Fresh', 'InputState',
+    'MIRROR_SIGNS', 'SCALES', 'STEERING_MODES', 'WINDOW_LENGTH', 'FeatureDef', 'Fresh',
+    'InputState',
     'build_features', 'course_in_mode', 'spec_hash', 'target_heading', 'wind_triangle',
 ]
 
@@ -99,6 +100,19 @@ FEATURE_NAMES = tuple(f.name for f in FEATURE_SPEC)
 NUM_FEATURES = len(FEATURE_SPEC)
 INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 SCALES = np.array([f.scale for f in FEATURE_SPEC], dtype=np.float32)
+
+# The boat's mirror image (port and starboard swapped) is as real a boat as the original:
+# a feature row times MIRROR_SIGNS is the row the mirrored boat would give, and its rudder
+# is the negated rudder. Training uses it to double the data without inventing physics
+# (train.py). -1 for everything measured across the boat (roll, sway, yaw, wind side,
+# rudder, errors), +1 for what is symmetric. Not part of the spec hash: it follows from
+# the conventions, and test_features_mirror.py derives it from build_features itself.
+_MIRRORED = frozenset({
+    'heading_error', 'turn_rate_stbd', 'roll', 'roll_rate', 'accel_sway', 'sin_awa',
+    'awa_rate', 'sin_twa', 'rudder_angle', 'rudder_rate', 'pd_suggestion', 'sin_wind_target',
+})
+MIRROR_SIGNS = np.array([-1.0 if f.name in _MIRRORED else 1.0 for f in FEATURE_SPEC],
+                        dtype=np.float32)
 
 
 def spec_hash() -> str:

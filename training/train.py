@@ -22,7 +22,7 @@ import numpy as np
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import torch  # noqa: E402 - after the OpenMP setting above
 
-from autopilot_ros.features import INDEX, SCALES, WINDOW_LENGTH
+from autopilot_ros.features import INDEX, MIRROR_SIGNS, SCALES, WINDOW_LENGTH
 from autopilot_ros.training.dataset import Dataset, DatasetError
 from autopilot_ros.training.model import build_model, count_parameters
 
@@ -40,12 +40,24 @@ class TrainConfig:
     # One thread: the model is small and a batch is a few kB, so a second thread buys
     # little and costs a core that DDS, the simulator and the closed loop want (bench/).
     threads: int = 1
+    # Half of every batch is mirrored port <-> starboard (features.MIRROR_SIGNS, rudder
+    # negated): a boat's mirror image is a real boat, so this doubles the data honestly and
+    # removes any bias towards the tack the recordings happened to sail on.
+    mirror: bool = True
+    # Rudder smoothness: weight of the penalty on rudder the model moves beyond what the
+    # helmsman moved from one tick to the next (travel) and on reversals of its own
+    # movement, computed on a quarter of each batch with its two previous ticks. Imitation
+    # alone does not see travel: a model that dithers around the helmsman's rudder has a low
+    # loss and wears the drive out.
+    smooth_weight: float = 0.1
 
     def validate(self) -> None:
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 2:
             raise ValueError('epochs and patience must be >= 1 and batch size >= 2')
         if not 0.0 < self.lr < 1.0:
             raise ValueError(f'learning rate {self.lr} not in (0, 1)')
+        if not 0.0 <= self.smooth_weight <= 100.0:
+            raise ValueError(f'smoothness weight {self.smooth_weight} not in [0, 100]')
 
 
 @dataclass
@@ -106,10 +118,41 @@ class _Windows:
         self.ends = torch.from_numpy(data.ends)
         self.labels = torch.from_numpy(data.labels.astype(np.float32)).unsqueeze(1)
         self.offsets = torch.arange(-WINDOW_LENGTH + 1, 1)
+        self.prev = previous_tick(data.ends)
+        # Windows whose two previous ticks were kept too: the smoothness term's candidates.
+        self.has_history = self.prev >= 0
+        self.has_history[self.has_history] = self.prev[self.prev[self.has_history]] >= 0
 
     def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.from_numpy(index)
         return self.rows[self.ends[idx, None] + self.offsets], self.labels[idx]
+
+
+def previous_tick(ends: np.ndarray) -> np.ndarray:
+    """Per window, the index of the window one tick earlier in the same recording, or -1.
+
+    A window ends at a row; the row before it belongs to the same recording whenever a kept
+    window ends there (a recording's first 19 rows never end a window, so no window of one
+    recording is ever taken for the tick before another's).
+    """
+    order = np.argsort(ends, kind='stable')
+    ordered = ends[order]
+    pos = np.clip(np.searchsorted(ordered, ends - 1), 0, max(len(ends) - 1, 0))
+    found = (ordered[pos] == ends - 1) if len(ends) else np.zeros(0, bool)
+    return np.where(found, order[pos], -1)
+
+
+def smoothness_penalty(now: torch.Tensor, before: torch.Tensor, before2: torch.Tensor,
+                       label_now: torch.Tensor, label_before: torch.Tensor) -> torch.Tensor:
+    """Travel beyond the helmsman's from one tick to the next, plus reversals.
+
+    Travel: mean of max(0, |model step| - |helmsman step|), rudder units per tick.
+    Reversals: mean of max(0, -step * previous step): the rudder going back on itself.
+    """
+    step, step_before = now - before, before - before2
+    travel = torch.relu(step.abs() - (label_now - label_before).abs())
+    reversal = torch.relu(-step * step_before)
+    return travel.mean() + 10.0 * reversal.mean()
 
 
 def evaluate_open_loop(model: torch.nn.Module, data: Dataset,
@@ -168,9 +211,8 @@ def train_model(train: Dataset, val: Dataset, config: TrainConfig,
         total, count = 0.0, 0
         batches = [b for b in _batches(len(train), config.batch_size, rng) if len(b) > 1]
         for i, index in enumerate(batches):
-            x, y = windows.batch(index)
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
+            loss = _batch_loss(model, windows, index, config, rng, loss_fn)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
@@ -197,6 +239,36 @@ def train_model(train: Dataset, val: Dataset, config: TrainConfig,
     model.load_state_dict(best_state)
     model.eval()
     return model, history
+
+
+def _batch_loss(model: torch.nn.Module, windows: _Windows, index: np.ndarray,
+                config: TrainConfig, rng: np.random.Generator,
+                loss_fn: torch.nn.Module) -> torch.Tensor:
+    """Imitation loss on the batch (half of it mirrored), plus the smoothness penalty.
+
+    The smoothness windows (those of the batch's first quarter whose two previous ticks
+    were kept) and their previous ticks go through the model in the same forward pass as
+    the batch, mirrored as their batch entry is, so BatchNorm sees one batch.
+    """
+    n = len(index)
+    head = index[:n // 4] if config.smooth_weight > 0.0 else index[:0]
+    keep = windows.has_history[head]
+    before = windows.prev[head[keep]]
+    m = len(before)
+    x, y = windows.batch(np.concatenate([index, before, windows.prev[before]]))
+    if config.mirror:
+        flip = rng.random(n) < 0.5
+        flip_smooth = flip[:len(head)][keep]
+        mirrored = torch.from_numpy(np.concatenate([flip, flip_smooth, flip_smooth]))
+        x = torch.where(mirrored[:, None, None], x * torch.from_numpy(MIRROR_SIGNS), x)
+        y = torch.where(mirrored[:, None], -y, y)
+    pred = model(x)
+    loss = loss_fn(pred[:n], y[:n])
+    if m:
+        at = torch.from_numpy(np.nonzero(keep)[0])
+        loss = loss + config.smooth_weight * smoothness_penalty(
+            pred[at], pred[n:n + m], pred[n + m:], y[at], y[n:n + m])
+    return loss
 
 
 def plot_curves(history: History, path: str, title: str = '') -> str:
