@@ -25,6 +25,7 @@ from autopilot_ros.pilot import Pilot, PilotConfig
 from autopilot_ros.sim.boats import HELD_OUT, REFERENCE, BoatSpec, boats_by_names
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop, PilotSteer
+from autopilot_ros.sim.parallel import default_workers, process_map
 from autopilot_ros.sim.scenarios import SCENARIOS, Scenario
 
 CONTROL_RATE_HZ = 10.0
@@ -142,23 +143,28 @@ def summarize(*, pilot: str, scenario: str, seed: int, t: np.ndarray, err: np.nd
 
 
 def evaluate(pilots: list[str], scenarios: list[str], seeds: list[int],
-             progress=None, boats: list[BoatSpec] | None = None) -> list[RunResult]:
+             progress=None, boats: list[BoatSpec] | None = None,
+             workers: int = 1) -> list[RunResult]:
     """Every pilot x boat x scenario x seed (boats: the reference yacht alone by default).
 
-    Traces are kept for the first seed on the first boat only (the plot's).
+    Traces are kept for the first seed on the first boat only (the plot's). `workers` > 1
+    runs the episodes in that many processes (each episode is independent and seeded, so
+    the results are the same, in the same order); the machine's cores are the limit.
     """
     boats = boats or [REFERENCE]
-    results = []
-    total = len(pilots) * len(boats) * len(scenarios) * len(seeds)
-    for p in pilots:
-        for b, boat in enumerate(boats):
-            for s in scenarios:
-                for seed in seeds:
-                    results.append(run_episode(p, SCENARIOS[s], seed, boat=boat,
-                                               keep_trace=(b == 0 and seed == seeds[0])))
-                    if progress:
-                        progress(len(results), total, results[-1])
+    jobs = [(p, boat, s, seed, b == 0 and seed == seeds[0])
+            for p in pilots for b, boat in enumerate(boats) for s in scenarios for seed in seeds]
+    results: list[RunResult] = []
+    for r in process_map(_run_job, jobs, workers):
+        results.append(r)
+        if progress:
+            progress(len(results), len(jobs), r)
     return results
+
+
+def _run_job(job: tuple) -> RunResult:
+    pilot, boat, scenario, seed, keep_trace = job
+    return run_episode(pilot, SCENARIOS[scenario], seed, boat=boat, keep_trace=keep_trace)
 
 
 def summary_table(results: list[RunResult]) -> str:
@@ -244,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
                              f"no training may use: {', '.join(HELD_OUT)}), one of those, "
                              "or family_<seed> (a boat drawn from the family)")
     parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
+    parser.add_argument('--workers', type=int, default=default_workers(),
+                        help='processes running episodes (default: the cores, at most 4)')
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error('--workers must be >= 1')
     for p in args.pilots:
         if p not in ('pid', 'pd', 'expert', 'zero') and not os.path.isfile(p):
             parser.error(f"pilot '{p}' is neither pid/pd/expert/zero nor an existing .onnx file")
@@ -259,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     from autopilot_ros.policy import ModelError
     try:
         results = evaluate(args.pilots, args.scenarios, list(range(args.seeds)), progress,
-                           boats=boats)
+                           boats=boats, workers=args.workers)
     except ModelError as exc:  # a bad model: one message, no traceback
         print(f'\nautopilot-eval: {exc}', file=sys.stderr)
         return 2
