@@ -117,15 +117,20 @@ bench: setup
 	$(ROS_ENV) python -P bench/bench_control_step.py
 	$(ROS_ENV) python -P bench/bench_training.py
 
-# The shipped model, from scratch: 48 expert demonstration bags (6 scenarios x 8 seeds),
-# training with 3 DAgger rounds, then the closed-loop verdict. About 20 min on 2 cores.
-# Writes models/autopilot.*; shipping is a deliberate copy to resource/ (see its card).
+# The shipped model, from scratch: expert demonstration bags on the reference yacht (12) and
+# on 48 boats drawn from the boat family, training, DAgger rounds on family boats, selection
+# on family boats no data comes from, and the verdict with the ship rule on the held-out
+# boats. Writes models/autopilot.*; shipping is a deliberate copy to resource/ (its card).
 TRAIN := $(ROS_ENV) python -P -m autopilot_ros.training.cli
-MODEL_NOTE := Trained on the simulated yacht of this package only, from its expert helmsman. A real boat steers differently: with `hand_steering` on, steer by hand, record, and train a model of your own (README, Recording and training); the safety layer and the PID fallback hold whatever model runs. From scratch: `make model` in the repository records the bags first, with `autopilot-train simulate --out data/demos --seeds 8` (the expert at imperfection 0.3), then runs the command above.
+DEMOS := data/demos-family
+MODEL_NOTE := Trained in the simulator only, from its expert helmsman, on the reference yacht and on boats drawn from the boat family (6-18 m, rudder, helm, heel and instruments varied; sim/boats.py), never on the held-out boats that judge it. A real boat steers differently: with `hand_steering` on, steer by hand, record, and train a model of your own (README, Recording and training); the safety layer, the guards and the PID fallback hold whatever model runs. From scratch: `make model` in the repository records the bags first (`autopilot-train simulate --out $(DEMOS)/reference --seeds 2` and `autopilot-train simulate --out $(DEMOS)/family --seeds 8 --boats family`, the expert at imperfection 0.3), then runs the command above.
+MODEL_ARGS := --epochs 4 --patience 2 --dagger 4 --dagger-seeds 3 --dagger-epochs 2 \
+	--dagger-window-cap 100000 --sim-boats family --verdict-boats reference held_out \
+	--eval-seeds 2
 model: setup
-	test -d data/demos || { $(TRAIN) simulate --out data/demos --seeds 8; }
-	$(TRAIN) --bags data/demos --out models/autopilot --dagger 3 --dagger-seeds 3 \
-		--card-note '$(MODEL_NOTE)'
+	test -d $(DEMOS)/reference || $(TRAIN) simulate --out $(DEMOS)/reference --seeds 2
+	test -d $(DEMOS)/family || $(TRAIN) simulate --out $(DEMOS)/family --seeds 8 --boats family
+	$(TRAIN) --bags $(DEMOS) --out models/autopilot $(MODEL_ARGS) --card-note '$(MODEL_NOTE)'
 
 $(LINT_STAMP): constraints.txt
 	@test -n '$(PYTHON)' || { echo 'lint: python3 not found'; exit 1; }

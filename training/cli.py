@@ -18,6 +18,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from autopilot_ros.conventions import STEERING_MODES
+from autopilot_ros.sim.boats import BOAT_SETS, DEMO_BOAT_SEEDS, SELECTION_BOAT_SEEDS
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training.bags import STORAGE_IDS, BagError, TopicMap
 from autopilot_ros.training.dataset import DatasetConfig, DatasetError
@@ -63,6 +64,18 @@ def _train_parser() -> argparse.ArgumentParser:
                    help='DAgger rounds in the simulator (for simulator demonstrations)')
     g.add_argument('--dagger-seeds', type=int, default=3, metavar='N',
                    help='rollouts per scenario and DAgger round')
+    g.add_argument('--dagger-epochs', type=int, default=0, metavar='N',
+                   help='epochs of fine-tuning per DAgger round (default: --epochs)')
+    g.add_argument('--dagger-window-cap', type=int, default=0, metavar='N',
+                   help="windows a DAgger round trains on at most: the round's new ones plus a "
+                        'sample of the older (default 0: all of them)')
+    g.add_argument('--sim-boats', choices=BOAT_SETS, default='reference',
+                   help="where DAgger rolls out and models are selected: the simulator's "
+                        "yacht, or also boats drawn from the family (never the held-out ones)")
+    g.add_argument('--no-mirror', action='store_true',
+                   help='do not mirror half of every batch port <-> starboard')
+    g.add_argument('--smooth-weight', type=float, default=TrainConfig.smooth_weight,
+                   metavar='W', help='weight of the rudder travel and reversal penalty')
     p.add_argument('--card-note', default='', metavar='TEXT',
                    help='a paragraph for the model card (e.g. where the bags came from)')
     g = p.add_argument_group('closed-loop evaluation')
@@ -70,6 +83,11 @@ def _train_parser() -> argparse.ArgumentParser:
                    help='simulator seeds per scenario (0: skip the closed-loop verdict)')
     g.add_argument('--scenarios', nargs='+', choices=list(SCENARIOS), default=list(SCENARIOS),
                    help='simulator scenarios for the verdict and for DAgger rollouts')
+    g.add_argument('--verdict-boats', nargs='+', default=['reference'], metavar='BOAT',
+                   help="boats of the verdict: 'reference', 'held_out' (then the ship rule "
+                        'decides), a held-out name or family_<seed>')
+    g.add_argument('--workers', type=int, default=None, metavar='N',
+                   help='processes for the closed-loop runs (default: the cores, at most 4)')
     return p
 
 
@@ -89,6 +107,9 @@ def _simulate_parser() -> argparse.ArgumentParser:
                    help='how human the helmsman is, 0 (exact) .. 1 (delays, lapses, noise)')
     p.add_argument('--duration', type=float, default=None, metavar='S',
                    help='cut every scenario to this many seconds')
+    p.add_argument('--boats', choices=BOAT_SETS, default='reference',
+                   help="'reference': the simulator's yacht; 'family': every bag on a boat of "
+                        'its own, drawn from the family (sim/boats.py), never a held-out one')
     return p
 
 
@@ -96,8 +117,12 @@ def simulate(argv: list[str]) -> int:
     args = _simulate_parser().parse_args(argv)
     if not 0.0 <= args.imperfection <= 1.0:
         return _fail(f'--imperfection {args.imperfection} not in [0, 1]')
-    if args.seeds < 1:
-        return _fail('--seeds must be >= 1')
+    if args.seeds < 1 or args.first_seed < 0:
+        return _fail('--seeds must be >= 1 and --first-seed >= 0')
+    limit = (SELECTION_BOAT_SEEDS - DEMO_BOAT_SEEDS) // len(SCENARIOS)
+    if args.boats == 'family' and args.first_seed + args.seeds > limit:
+        return _fail(f'with --boats family the seeds must stay below {limit:,}: beyond, the '
+                     'boats drawn would be the ones models are selected on')
     if args.duration is not None and not args.duration >= 10.0:
         return _fail('--duration must be at least 10 s')
     out = Path(args.out)
@@ -113,6 +138,7 @@ def simulate(argv: list[str]) -> int:
 def _record(args: argparse.Namespace, out: Path) -> int:
     from dataclasses import replace
 
+    from autopilot_ros.sim.boats import REFERENCE, draw_boat
     from autopilot_ros.training.demos import write_demo_bag
 
     progress = Progress()
@@ -125,11 +151,17 @@ def _record(args: argparse.Namespace, out: Path) -> int:
         for k in range(args.seeds):
             seed = args.first_seed + k
             storage = args.storage if args.storage != 'both' else STORAGE_IDS[n % 2]
-            path = out / f'{s}_{seed}'
-            count = write_demo_bag(path, scenario, seed, storage, args.imperfection)
+            # Boat seeds follow the demonstration seeds, so another --first-seed draws
+            # other boats, and a scenario's bags are each on a boat of their own.
+            boat = (draw_boat(DEMO_BOAT_SEEDS + seed * len(SCENARIOS)
+                              + list(SCENARIOS).index(s))
+                    if args.boats == 'family' else REFERENCE)
+            path = out / (f'{s}_{seed}' if boat is REFERENCE else f'{s}_{seed}_{boat.name}')
+            count = write_demo_bag(path, scenario, seed, storage, args.imperfection,
+                                   boat=boat)
             n += 1
             progress.line(f'[{n}/{total}] {path} ({storage}): {count:,} messages, '
-                          f'{scenario.duration_s:.0f} s of {s}')
+                          f'{scenario.duration_s:.0f} s of {s} on {boat.name}')
     progress.line(f'recorded {total} bag(s) in {out}; train with: autopilot-train --bags '
                   f'{out} --out models/NAME')
     return 0
@@ -170,15 +202,25 @@ def _pipeline_config(args: argparse.Namespace, target: float | None,
     data.validate()
     tcfg = TrainConfig(arch=args.arch, residual=not args.no_residual, epochs=args.epochs,
                        patience=args.patience, batch_size=args.batch_size, lr=args.lr,
-                       seed=args.seed)
+                       seed=args.seed, mirror=not args.no_mirror,
+                       smooth_weight=args.smooth_weight)
     tcfg.validate()
-    if args.dagger < 0 or args.dagger_seeds < 1 or args.eval_seeds < 0:
-        raise ValueError('--dagger and --eval-seeds must be >= 0, --dagger-seeds >= 1')
+    if args.dagger < 0 or args.dagger_seeds < 1 or args.eval_seeds < 0 or \
+            args.dagger_epochs < 0 or args.dagger_window_cap < 0:
+        raise ValueError('--dagger, --dagger-epochs, --dagger-window-cap and --eval-seeds '
+                         'must be >= 0, --dagger-seeds >= 1')
+    if args.workers is not None and args.workers < 1:
+        raise ValueError('--workers must be >= 1')
+    from autopilot_ros.sim.boats import boats_by_names
+    boats_by_names(args.verdict_boats)  # ValueError names an unknown boat
     return PipelineConfig(
         bags=args.bags, out=args.out, topic_map=topic_map, skip_bad=args.skip_bad,
         data=data, train=tcfg, dagger_iterations=args.dagger,
-        dagger_seeds=args.dagger_seeds, eval_seeds=args.eval_seeds,
-        scenarios=tuple(args.scenarios),
+        dagger_seeds=args.dagger_seeds, dagger_epochs=args.dagger_epochs,
+        dagger_window_cap=args.dagger_window_cap,
+        eval_seeds=args.eval_seeds, scenarios=tuple(args.scenarios), sim_boats=args.sim_boats,
+        verdict_boats=tuple(args.verdict_boats),
+        **({'workers': args.workers} if args.workers else {}),
         command='autopilot-train ' + shlex.join(_without(argv, '--card-note')),
         card_note=args.card_note)
 

@@ -16,26 +16,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from autopilot_ros.guards import GuardConfig
 from autopilot_ros.inputs import input_of
 from autopilot_ros.pilot import Pilot, PilotConfig
+from autopilot_ros.sim.boats import REFERENCE, BoatSpec
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop, PilotSteer, Steer
-from autopilot_ros.sim.scenarios import Scenario
+from autopilot_ros.sim.scenarios import SCENARIOS, Scenario
 from autopilot_ros.sim.simulator import Simulator
 from autopilot_ros.status import StatusSample, hand_steering_status
 from autopilot_ros.training.bags import LOGICAL_INPUTS, BagWriter, Recording
+from autopilot_ros.training.dataset import Dataset, DatasetConfig, build_recording
 
 
 def _drive(scenario: Scenario, seed: int, rate_hz: float, steer: Steer,
-           sink: Callable[[object], None]) -> Simulator:
-    """Run one scenario in the shared closed loop; per tick the samples go to the sink,
-    then the hand-steering status with the command steer chose (what a recording holds)."""
+           sink: Callable[[object], None], boat: BoatSpec) -> Simulator:
+    """Run one scenario on one boat in the shared closed loop; per tick the samples go to
+    the sink, then the hand-steering status with the command steer chose (what a recording
+    holds)."""
     def steer_and_report(sim: Simulator, target: float, samples: list, now: float) -> float:
         command = steer(sim, target, samples, now)
         sink(hand_steering_status(now, scenario.mode, target, sim.target_heading(), command))
         return command
 
-    loop = ClosedLoop(scenario, seed, rate_hz=rate_hz, steer=steer_and_report, sink=sink)
+    loop = ClosedLoop(scenario, seed, rate_hz=rate_hz, steer=steer_and_report, sink=sink,
+                      params=boat.params, sensors=boat.sensors)
     return loop.run().sim
 
 
@@ -45,17 +50,20 @@ def _expert_steer(seed: int, imperfection: float, mode: str, rate_hz: float) -> 
 
 
 def demo_recording(scenario: Scenario, seed: int, imperfection: float = 0.3,
-                   rate_hz: float = 10.0) -> Recording:
-    """The expert steering `scenario`, in memory (same samples as write_demo_bag)."""
+                   rate_hz: float = 10.0, boat: BoatSpec = REFERENCE) -> Recording:
+    """The expert steering `scenario` on `boat`, in memory (the samples write_demo_bag
+    records)."""
     samples, sink = _collector()
     _drive(scenario, seed, rate_hz, _expert_steer(seed, imperfection, scenario.mode, rate_hz),
-           sink)
-    return _recording(Path(f'sim/{scenario.name}_{seed}'), 'memory', samples)
+           sink, boat)
+    return _recording(Path(f'sim/{scenario.name}_{seed}_{boat.name}'), 'memory', samples)
 
 
 def write_demo_bag(path: str | Path, scenario: Scenario, seed: int, storage: str = 'mcap',
-                   imperfection: float = 0.3, rate_hz: float = 10.0) -> int:
-    """Record the expert steering `scenario` into a new rosbag2 bag; returns messages."""
+                   imperfection: float = 0.3, rate_hz: float = 10.0,
+                   boat: BoatSpec = REFERENCE) -> int:
+    """Record the expert steering `scenario` on `boat` into a new rosbag2 bag; returns the
+    number of messages."""
     count = 0
     with BagWriter(path, storage) as bag:
         def sink(s: object) -> None:
@@ -63,20 +71,24 @@ def write_demo_bag(path: str | Path, scenario: Scenario, seed: int, storage: str
             bag.write_sample(s)
             count += 1
         _drive(scenario, seed, rate_hz,
-               _expert_steer(seed, imperfection, scenario.mode, rate_hz), sink)
+               _expert_steer(seed, imperfection, scenario.mode, rate_hz), sink, boat)
     return count
 
 
 def dagger_rollout(policy, scenario: Scenario, seed: int, label_lead_s: float,
-                   rate_hz: float = 10.0) -> tuple[Recording, dict[int, float]]:
-    """The model steers; returns the recording and {tick: expert label} for build_recording.
+                   rate_hz: float = 10.0, boat: BoatSpec = REFERENCE,
+                   ) -> tuple[Recording, dict[int, float]]:
+    """The model steers `boat`; returns the recording and {tick: expert label} for
+    build_recording.
 
     The label is where the rudder would be `label_lead_s` after the tick had the expert
-    commanded it now: the same quantity a demonstration's label measures.
+    commanded it now: the same quantity a demonstration's label measures. The guards are
+    off: a guard taking the helm would hide the very mistakes these rollouts exist to label
+    (the PID's states are not the model's).
     """
     samples, sink = _collector()
-    pilot_steer = PilotSteer(Pilot(PilotConfig(rate_hz=rate_hz), policy), scenario.mode,
-                             scenario.target_at(0.0))
+    config = PilotConfig(rate_hz=rate_hz, guards=GuardConfig(envelope=False, watchdog=False))
+    pilot_steer = PilotSteer(Pilot(config, policy), scenario.mode, scenario.target_at(0.0))
     expert = ExpertHelmsman(seed, imperfection=0.0, rate_hz=rate_hz)
     labels: dict[int, float] = {}
 
@@ -88,8 +100,24 @@ def dagger_rollout(policy, scenario: Scenario, seed: int, label_lead_s: float,
         labels[round(now * rate_hz)] = rudder + max(-reach, min(reach, wanted - rudder))
         return command
 
-    _drive(scenario, seed, rate_hz, steer, sink)
-    return _recording(Path(f'dagger/{scenario.name}_{seed}'), 'memory', samples), labels
+    _drive(scenario, seed, rate_hz, steer, sink, boat)
+    return (_recording(Path(f'dagger/{scenario.name}_{seed}_{boat.name}'), 'memory', samples),
+            labels)
+
+
+def dagger_windows(job: tuple[str, str, int, BoatSpec, DatasetConfig, int]) -> Dataset:
+    """One DAgger rollout as labelled training windows: the unit of work of a process pool.
+
+    job: (model path, scenario name, seed, boat, dataset config, group number).
+    """
+    from autopilot_ros.policy import OnnxPolicy
+
+    model_path, scenario, seed, boat, config, group = job
+    policy = OnnxPolicy(model_path, rate_hz=config.rate_hz)
+    rec, labels = dagger_rollout(policy, SCENARIOS[scenario], seed, config.label_lead_s,
+                                 config.rate_hz, boat=boat)
+    return build_recording(rec, config, group=group, name=str(rec.path),
+                           labels=lambda t: labels.get(round(t * config.rate_hz)))
 
 
 def _collector() -> tuple[dict[str, list], Callable[[object], None]]:

@@ -8,7 +8,7 @@ with the closed-loop table and the verdict against the PID pilot, the node's fal
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 import json
 import math
 import os
@@ -19,18 +19,27 @@ import time
 import numpy as np
 
 from autopilot_ros.features import FEATURE_SPEC_HASH
-from autopilot_ros.policy import OnnxPolicy
+from autopilot_ros.sim.boats import (
+    BOAT_SETS,
+    DAGGER_BOAT_SEEDS,
+    HELD_OUT,
+    REFERENCE,
+    BoatSpec,
+    boats_by_names,
+    draw_boat,
+    selection_boats,
+)
 from autopilot_ros.sim.evaluate import RunResult, evaluate, plot_traces, summary_table
+from autopilot_ros.sim.parallel import default_workers, process_map
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training.bags import TopicMap, read_bags
 from autopilot_ros.training.dataset import (
     Dataset,
     DatasetConfig,
     build_dataset,
-    build_recording,
     split,
 )
-from autopilot_ros.training.demos import dagger_rollout
+from autopilot_ros.training.demos import dagger_windows
 from autopilot_ros.training.export import export_onnx
 from autopilot_ros.training.train import (
     History,
@@ -55,6 +64,21 @@ BETTER_RUDDER = 1.0  # ... with no more rudder travel than the PID
 DANGER_RMS = 1.25  # RMS above 1.25x the PID's, or ...
 DANGER_MAX_DEG = 10.0  # ... worst error more than 10 deg beyond the PID's worst: dangerous
 
+# Where DAgger rollouts and model selection sail (boats.BOAT_SETS): the reference yacht
+# alone, or the boat family (rollouts on boats drawn from DAGGER_BOAT_SEEDS, selection on the
+# reference yacht and SELECTION_BOAT_COUNT family boats that no data comes from).
+SELECTION_BOAT_COUNT = 4
+# The rule for shipping a model as the node's default, judged with its guards on every
+# held-out boat (the model never saw them) and every scenario: RMS no worse than the PID's
+# by more than 5 %, rudder travel no more than 10 % above the PID's, and the mean RMS over
+# the held-out boats at least 20 % below the PID's. On the reference yacht it must keep the
+# margin over the former PD pilot that the model shipped before the family had: 1.73 against
+# 4.28 deg mean RMS (0.40; 0.42 allows for seeds).
+SHIP_RMS_TOLERANCE = 1.05
+SHIP_TRAVEL_TOLERANCE = 1.10
+SHIP_MEAN_RMS_RATIO = 0.80
+SHIP_REFERENCE_PD_RATIO = 0.42
+
 
 @dataclass
 class PipelineConfig:
@@ -66,10 +90,17 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     dagger_iterations: int = 0
     dagger_seeds: int = 3  # per scenario and iteration
+    dagger_epochs: int = 0  # epochs per DAgger round (fine-tuning; 0: as many as training)
+    dagger_window_cap: int = 0  # windows a round trains on at most (0: the whole aggregate)
     eval_seeds: int = 5
     # Closed-loop verdict, DAgger rollouts and DAgger model selection all use these
     # scenarios, on seeds of their own (see above).
     scenarios: tuple[str, ...] = tuple(SCENARIOS)
+    sim_boats: str = 'reference'  # where DAgger and selection sail: boats.BOAT_SETS
+    # Boats of the closed-loop verdict (boats.boats_by_names); with the held-out boats the
+    # ship rule above decides.
+    verdict_boats: tuple[str, ...] = (REFERENCE.name,)
+    workers: int = field(default_factory=default_workers)  # closed-loop processes
     version: str = '1'
     command: str = ''  # how this run was started, for the model card
     card_note: str = ''  # e.g. how the bags were made
@@ -118,11 +149,69 @@ def verdict(results: list[RunResult], model: str) -> dict:
             'ship': ship}
 
 
-def selection_score(policy_path: str, base_rms: dict[str, float],
-                    scenarios: tuple[str, ...]) -> float:
-    """Mean over scenarios of model RMS / PID RMS on the selection seeds (lower is better)."""
-    res = evaluate([policy_path], list(scenarios), list(SELECTION_SEEDS))
-    return float(np.mean([_mean_rms(res, s) / base_rms[s] for s in scenarios]))
+def ship_rule(results: list[RunResult], model: str) -> dict:
+    """The rule for shipping as the default (constants above), per held-out boat x scenario.
+
+    Returns the cells, the means, the reference margin over PD and `ship`, with `why not`
+    naming every condition that failed.
+    """
+    def mean(boat: str, scenario: str | None, pilot: str, key: str) -> float:
+        rs = [getattr(r, key) for r in results if r.boat == boat and r.pilot == pilot
+              and scenario in (None, r.scenario)]
+        return float(np.mean(rs)) if rs else math.nan
+
+    cells, why = [], []
+    held = [b for b in dict.fromkeys(r.boat for r in results) if b in HELD_OUT]
+    for b in held:
+        for s in dict.fromkeys(r.scenario for r in results if r.boat == b):
+            rms, pid_rms = mean(b, s, model, 'rms_deg'), mean(b, s, BASELINE, 'rms_deg')
+            trav = mean(b, s, model, 'rudder_travel_per_min')
+            pid_trav = mean(b, s, BASELINE, 'rudder_travel_per_min')
+            ok = rms <= SHIP_RMS_TOLERANCE * pid_rms and trav <= SHIP_TRAVEL_TOLERANCE * pid_trav
+            cells.append({'boat': b, 'scenario': s, 'model_rms': rms, 'pid_rms': pid_rms,
+                          'model_rudder': trav, 'pid_rudder': pid_trav,
+                          'guards': mean(b, s, model, 'guard_frac'), 'ok': ok})
+    failed = [c for c in cells if not c['ok']]
+    if failed:
+        why.append(f'worse than the PID by more than the tolerance in {len(failed)} of '
+                   f'{len(cells)} held-out cells')
+    model_mean = float(np.mean([mean(b, None, model, 'rms_deg') for b in held])) if held \
+        else math.nan
+    pid_mean = float(np.mean([mean(b, None, BASELINE, 'rms_deg') for b in held])) if held \
+        else math.nan
+    if not held:
+        why.append('no held-out boat was sailed')
+    elif not model_mean <= SHIP_MEAN_RMS_RATIO * pid_mean:
+        why.append(f'mean RMS over the held-out boats {model_mean:.2f} deg is not '
+                   f"{100 * (1 - SHIP_MEAN_RMS_RATIO):.0f} % below the PID's {pid_mean:.2f}")
+    ref_model = mean(REFERENCE.name, None, model, 'rms_deg')
+    ref_pd = mean(REFERENCE.name, None, 'pd', 'rms_deg')
+    if not ref_model <= SHIP_REFERENCE_PD_RATIO * ref_pd:
+        why.append(f'on the reference yacht {ref_model:.2f} deg is not within '
+                   f"{SHIP_REFERENCE_PD_RATIO:g} x the PD pilot's {ref_pd:.2f}")
+    return {'cells': cells, 'failed_cells': len(failed), 'model_mean_rms': model_mean,
+            'pid_mean_rms': pid_mean, 'reference_rms': ref_model, 'reference_pd_rms': ref_pd,
+            'ship': not why, 'why_not': why}
+
+
+def sim_boats(kind: str) -> list[BoatSpec]:
+    """The boats model selection sails on (see SELECTION_BOAT_COUNT)."""
+    if kind not in BOAT_SETS:
+        raise ValueError(f"sim boats '{kind}' is not one of {', '.join(BOAT_SETS)}")
+    return [REFERENCE] + (selection_boats(SELECTION_BOAT_COUNT) if kind == 'family' else [])
+
+
+def selection_score(policy_path: str, base_rms: dict[tuple[str, str], float],
+                    scenarios: tuple[str, ...], boats: list[BoatSpec] | None = None,
+                    workers: int = 1) -> float:
+    """Mean over boats and scenarios of model RMS / PID RMS on the selection seeds (lower is
+    better); `base_rms` holds the PID's, keyed by (boat name, scenario)."""
+    boats = boats or [REFERENCE]
+    res = evaluate([policy_path], list(scenarios), list(SELECTION_SEEDS), boats=boats,
+                   workers=workers)
+    return float(np.mean([
+        np.mean([r.rms_deg for r in res if r.boat == b.name and r.scenario == s])
+        / base_rms[(b.name, s)] for b in boats for s in scenarios]))
 
 
 def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
@@ -189,20 +278,45 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     # 5. Closed loop: the verdict.
     if cfg.eval_seeds > 0:
         name = paths['onnx'].name
-        progress.line(f'closed loop: pid, pd, expert and {name} in {len(cfg.scenarios)} '
-                      f'scenarios x {cfg.eval_seeds} seeds')
-        results = evaluate([BASELINE, 'pd', 'expert', str(paths['onnx'])], list(cfg.scenarios),
-                           list(range(cfg.eval_seeds)),
-                           lambda d, n, r: progress.bar('closed loop', d, n))
+        boats = boats_by_names(list(cfg.verdict_boats))
+        # The PID and the model sail every verdict boat; the PD pilot and the expert, the
+        # columns for context, the reference yacht only (autopilot-eval gives them on any).
+        context = [b for b in boats if b.name == REFERENCE.name]
+        total = len(cfg.scenarios) * cfg.eval_seeds * (2 * len(boats) + 2 * len(context))
+        progress.line(f'closed loop: pid and {name} on {len(boats)} boat(s), pd and expert on '
+                      f'{len(context)}, {len(cfg.scenarios)} scenarios x {cfg.eval_seeds} seeds '
+                      f'({cfg.workers} process(es))')
+        done = 0
+
+        def bar(d: int, n: int, r: RunResult) -> None:
+            progress.bar('closed loop', done + d, total)
+        seeds = list(range(cfg.eval_seeds))
+        results = evaluate([BASELINE, str(paths['onnx'])], list(cfg.scenarios), seeds, bar,
+                           boats=boats, workers=cfg.workers)
+        done = len(results)
+        if context:
+            results += evaluate(['pd', 'expert'], list(cfg.scenarios), seeds, bar,
+                                boats=context, workers=cfg.workers)
         table = summary_table(results)
         plot_traces(results, str(paths['traces']))
+        on_reference = [r for r in results if r.boat == REFERENCE.name]
+        judged_on = REFERENCE.name if on_reference else f'{len(boats)} boats'
         report['closed_loop'] = {'table': table, 'seeds': cfg.eval_seeds,
-                                 'verdict': verdict(results, name)}
+                                 'boats': [b.name for b in boats],
+                                 'verdict': verdict(on_reference or results, name),
+                                 'verdict_on': judged_on}
         progress.line(table)
         v = report['closed_loop']['verdict']
-        progress.line(f'verdict: better than the PID in {v["better"]} of {v["of"]} scenarios; '
-                      f'dangerous in: {", ".join(v["dangerous"]) or "none"}; '
+        progress.line(f'verdict on {judged_on}: better than the PID in '
+                      f'{v["better"]} of {v["of"]} scenarios; dangerous in: '
+                      f'{", ".join(v["dangerous"]) or "none"}; '
                       f'{"fit to ship" if v["ship"] else "not fit to ship: keep the PID"}')
+        if any(b.name in HELD_OUT for b in boats):
+            rule = ship_rule(results, name)
+            report['closed_loop']['ship_rule'] = rule
+            progress.line('ship rule on the held-out boats: ' + (
+                'met: fit to be the default' if rule['ship']
+                else 'not met (' + '; '.join(rule['why_not']) + '): the PID stays the default'))
     report['total_seconds'] = round(time.perf_counter() - t_start, 1)
     paths['json'].write_text(json.dumps(report, indent=1, default=float) + '\n')
     paths['card'].write_text(model_card(report, paths, cfg))
@@ -220,50 +334,115 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
     """
     # Every round is judged with its guards, on the demonstrations' envelope, as it would ship.
     envelope_rows = np.concatenate([train.rows[train.ends], val.rows[val.ends]])
-    base_results = evaluate([BASELINE], list(cfg.scenarios), list(SELECTION_SEEDS))
-    base_rms = {s: _mean_rms(base_results, s) for s in cfg.scenarios}
+    boats = sim_boats(cfg.sim_boats)
+    base_results = evaluate([BASELINE], list(cfg.scenarios), list(SELECTION_SEEDS),
+                            boats=boats, workers=cfg.workers)
+    base_rms = {(b.name, s): float(np.mean([r.rms_deg for r in base_results
+                                            if r.boat == b.name and r.scenario == s]))
+                for b in boats for s in cfg.scenarios}
+    round_cfg = (replace(cfg.train, epochs=cfg.dagger_epochs,
+                         patience=min(cfg.train.patience, cfg.dagger_epochs))
+                 if cfg.dagger_epochs > 0 else cfg.train)
     rounds = []
     aggregate = train
     best = (math.inf, None, 0)
     group = group_base + 1000
+    rollout = 0
     with tempfile.TemporaryDirectory() as tmp:
         for it in range(cfg.dagger_iterations + 1):
             onnx_path = os.path.join(tmp, f'round{it}.onnx')
             export_onnx(model, onnx_path, rate_hz=cfg.data.rate_hz,
                         check_windows=val.windows(np.arange(min(len(val), 256))),
                         envelope_rows=envelope_rows)
-            score = selection_score(onnx_path, base_rms, cfg.scenarios)
+            score = selection_score(onnx_path, base_rms, cfg.scenarios, boats, cfg.workers)
             rounds.append({'round': it, 'train_windows': len(aggregate),
                            'selection_rms_vs_pid': round(score, 4)})
             progress.line(f'DAgger round {it}: closed-loop RMS / PID RMS on selection seeds '
-                          f'{score:.3f} ({len(aggregate):,} training windows)')
+                          f'and {len(boats)} boat(s) {score:.3f} ({len(aggregate):,} training '
+                          'windows)')
             if score < best[0]:
                 best = (score, {k: v.clone() for k, v in model.state_dict().items()}, it)
             if it == cfg.dagger_iterations:
                 break
-            parts = []
-            policy = OnnxPolicy(onnx_path, rate_hz=cfg.data.rate_hz)
+            jobs = []
             for s in cfg.scenarios:
                 for j in range(cfg.dagger_seeds):
-                    seed = DAGGER_SEED_BASE + 100 * it + j
-                    rec, labels = dagger_rollout(policy, SCENARIOS[s], seed,
-                                                 cfg.data.label_lead_s, cfg.data.rate_hz)
-                    parts.append(build_recording(
-                        rec, cfg.data, group=group, name=str(rec.path),
-                        labels=lambda t, lb=labels: lb.get(round(t * cfg.data.rate_hz))))
+                    jobs.append((onnx_path, s, DAGGER_SEED_BASE + 100 * it + j,
+                                 dagger_boat(cfg.sim_boats, j, rollout), cfg.data, group))
+                    rollout += 1
                     group += 1
+            parts = list(process_map(dagger_windows, jobs, cfg.workers))
             added = Dataset.concat(parts)
             aggregate = Dataset.concat([aggregate, added])
             progress.line(f'DAgger round {it + 1}: {len(added):,} windows labelled by the '
                           f'expert where the model steered')
-            model, history = train_model(aggregate, val, cfg.train, progress,
-                                         init_state=model.state_dict())
+            model, history = train_model(_round_sample(aggregate, added, cfg), val, round_cfg,
+                                         progress, init_state=model.state_dict())
             histories.append(history)
     score, state, it = best
     model.load_state_dict(state)
     progress.line(f'DAgger: keeping round {it} (selection RMS / PID {score:.3f})')
     return model, histories, {'rounds': rounds, 'kept_round': it,
-                              'seeds_per_scenario': cfg.dagger_seeds}
+                              'seeds_per_scenario': cfg.dagger_seeds, 'boats': cfg.sim_boats,
+                              'selection_boats': [b.name for b in boats]}
+
+
+def _round_sample(aggregate: Dataset, added: Dataset, cfg: PipelineConfig) -> Dataset:
+    """What a DAgger round trains on: everything, or with `dagger_window_cap` every window
+    of the round's new rollouts plus a random sample of the older windows up to the cap, so
+    a round costs the same however many came before it (the older ones were learned)."""
+    cap = cfg.dagger_window_cap
+    if cap <= 0 or len(aggregate) <= cap:
+        return aggregate
+    old = len(aggregate) - len(added)  # concat appends the new windows at the end
+    rng = np.random.default_rng([cfg.train.seed, old])
+    keep = rng.choice(old, size=max(0, cap - len(added)), replace=False)
+    return aggregate.subset(np.sort(np.concatenate([keep, np.arange(old, len(aggregate))])))
+
+
+def dagger_boat(kind: str, seed_index: int, rollout: int) -> BoatSpec:
+    """The boat of one DAgger rollout: the reference yacht, or on 'family' the reference
+    for a scenario's first seed (its margin must hold) and a boat never drawn before for
+    the others."""
+    if kind == 'family' and seed_index > 0:
+        return draw_boat(DAGGER_BOAT_SEEDS + rollout)
+    return REFERENCE
+
+
+def _ship_rule_section(rule: dict) -> list[str]:
+    """The model card's account of the ship rule: a row per held-out boat and scenario."""
+    lines = [
+        '## On boats it was never trained on',
+        '',
+        'The held-out boats (sim/boats.py) take no part in training, DAgger or selection. '
+        'The rule for shipping as the default: on every held-out boat and scenario, RMS no '
+        f"more than {100 * (SHIP_RMS_TOLERANCE - 1):.0f} % above the PID's and rudder "
+        f'travel no more than {100 * (SHIP_TRAVEL_TOLERANCE - 1):.0f} % above it; mean RMS '
+        f'over the held-out boats at least {100 * (1 - SHIP_MEAN_RMS_RATIO):.0f} % below the '
+        f"PID's; on the reference yacht within {SHIP_REFERENCE_PD_RATIO:g} x the PD pilot's "
+        'RMS. The model runs with its guards, as the node runs it; `guards` is the share of '
+        'ticks a guard held the helm from it.',
+        '',
+        '| boat | scenario | model RMS deg | PID RMS deg | model rudder/min | PID rudder/min '
+        '| guards | within the rule |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for c in rule['cells']:
+        guards = '-' if math.isnan(c['guards']) else f'{100 * c["guards"]:.0f}%'
+        lines.append(f'| {c["boat"]} | {c["scenario"]} | {c["model_rms"]:.2f} | '
+                     f'{c["pid_rms"]:.2f} | {c["model_rudder"]:.2f} | {c["pid_rudder"]:.2f} | '
+                     f'{guards} | {"yes" if c["ok"] else "no"} |')
+    lines += [
+        '',
+        f'Mean RMS over the held-out boats: model {rule["model_mean_rms"]:.2f} deg, PID '
+        f'{rule["pid_mean_rms"]:.2f} deg. Reference yacht: model {rule["reference_rms"]:.2f} '
+        f'deg, PD {rule["reference_pd_rms"]:.2f} deg. '
+        + ('**Ship rule met: fit to be the default.**' if rule['ship'] else
+           '**Ship rule not met** (' + '; '.join(rule['why_not']) + '): the PID pilot stays '
+           'the default and this model is an option.'),
+        '',
+    ]
+    return lines
 
 
 def _joined(histories: list[History]) -> History:
@@ -296,9 +475,12 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
     ]
     if 'dagger' in report:
         dg = report['dagger']
+        on = ('the reference yacht and boats drawn from the family'
+              if dg.get('boats') == 'family' else 'the reference yacht')
         lines.append(f'- DAgger: {len(dg["rounds"]) - 1} round(s) x {dg["seeds_per_scenario"]} '
-                     f'seed(s) per scenario; kept round {dg["kept_round"]} (selection '
-                     'RMS / PID by round: '
+                     f'seed(s) per scenario on {on}, guards off; kept round '
+                     f'{dg["kept_round"]} by closed-loop RMS / PID on '
+                     f'{", ".join(dg.get("selection_boats", ["reference"]))} (by round: '
                      + ', '.join(str(r['selection_rms_vs_pid']) for r in dg['rounds']) + ').')
     ol = report['open_loop']
     lines += [
@@ -344,6 +526,8 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
             + ('Fit to ship as the default.' if v['ship'] else 'Not fit to ship: keep the PID.'),
             '',
         ]
+        if 'ship_rule' in cl:
+            lines += _ship_rule_section(cl['ship_rule'])
     if cfg.command:
         lines += ['## Reproduce', '', '```', cfg.command, '```', '']
     if cfg.card_note:

@@ -154,6 +154,17 @@ def sensor_config(noise_scale: float = 1.0, gyro_bias_std: float = 0.002,
         compass_lag_s=compass_lag_s, wind_damping_s=wind_damping_s, latency_s=latency_s)
 
 
+# Family boats are kept apart by use, as scenario seeds are: training demonstrations draw
+# their boats from DEMO_BOAT_SEEDS on, DAgger rollouts from DAGGER_BOAT_SEEDS on, and model
+# selection judges on SELECTION_BOATS, so no model is selected on a boat it learned from;
+# the held-out boats below are used by none of them.
+DEMO_BOAT_SEEDS = 1_000_000
+SELECTION_BOAT_SEEDS = 2_000_000
+DAGGER_BOAT_SEEDS = 3_000_000
+# What demonstrations, DAgger and selection sail on: the reference yacht alone, or the family.
+BOAT_SETS = ('reference', 'family')
+
+
 def draw_boat(seed: int) -> BoatSpec:
     """A yacht and its instruments drawn from FAMILY and INSTRUMENTS; the same for a seed."""
     rng = np.random.default_rng(np.random.SeedSequence([0xB0A7, seed]))
@@ -163,6 +174,11 @@ def draw_boat(seed: int) -> BoatSpec:
     return BoatSpec(name=f'family_{seed}', params=boat_params(**boat),
                     sensors=sensor_config(**instruments, misalignment_sign=signs),
                     traits={**boat, **instruments})
+
+
+def selection_boats(count: int = 4) -> list[BoatSpec]:
+    """The family boats models are selected on: neither trained on nor held out."""
+    return [draw_boat(SELECTION_BOAT_SEEDS + i) for i in range(count)]
 
 
 def _held_out(name: str, boat: dict, instruments: dict | None = None) -> BoatSpec:

@@ -1,0 +1,123 @@
+"""Training for the boat family: boats kept apart by use, the ship rule, and a short end-to-end
+run that records on family boats, rolls DAgger out on family boats and judges on held-out ones.
+"""
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+
+from autopilot_ros.sim.boats import (
+    DAGGER_BOAT_SEEDS,
+    DEMO_BOAT_SEEDS,
+    HELD_OUT,
+    REFERENCE,
+    SELECTION_BOAT_SEEDS,
+    draw_boat,
+    selection_boats,
+)
+from autopilot_ros.sim.evaluate import RunResult, evaluate
+from autopilot_ros.training.pipeline import dagger_boat, ship_rule, sim_boats
+
+
+def test_training_selection_and_dagger_boats_never_meet():
+    # `simulate --boats family` draws boat DEMO_BOAT_SEEDS + 6 x seed + scenario: seeds
+    # below 150,000 stay below the selection boats; DAgger's come after both, and no drawn
+    # boat is a held-out one.
+    assert DEMO_BOAT_SEEDS + 6 * 150_000 <= SELECTION_BOAT_SEEDS < DAGGER_BOAT_SEEDS
+    chosen = selection_boats()
+    assert [b.name for b in chosen] == [f'family_{SELECTION_BOAT_SEEDS + i}' for i in range(4)]
+    held = {b.params for b in HELD_OUT.values()}
+    assert not any(b.params in held for b in chosen)
+    assert [b.name for b in sim_boats('family')] == ['reference'] + [b.name for b in chosen]
+    assert sim_boats('reference') == [REFERENCE]
+    with pytest.raises(ValueError, match='family'):
+        sim_boats('held_out')
+    # DAgger keeps the reference yacht for a scenario's first rollout, family boats after.
+    assert dagger_boat('family', 0, 7) is REFERENCE
+    assert dagger_boat('family', 2, 7).name == f'family_{DAGGER_BOAT_SEEDS + 7}'
+    assert dagger_boat('reference', 2, 7) is REFERENCE
+
+
+def _r(pilot, boat, scenario, rms, travel, guards=0.0):
+    return RunResult(pilot, scenario, 0, rms, rms * 3, 1.0, travel, 0.0, boat=boat,
+                     guard_frac=guards)
+
+
+def _results(model_rms, model_travel=9.0, ref_model=1.0):
+    out = [_r('pd', 'reference', s, 3.0, 12.0) for s in 'ab']
+    out += [_r('m', 'reference', s, ref_model, 8.0) for s in 'ab']
+    for boat in ('small_lively', 'big_cruiser'):
+        for s in 'ab':
+            out.append(_r('pid', boat, s, 4.0, 10.0))
+            out.append(_r('m', boat, s, model_rms(boat, s), model_travel))
+    return out
+
+
+def test_the_ship_rule_needs_every_held_out_cell_and_the_mean_and_the_reference():
+    good = ship_rule(_results(lambda b, s: 3.0), 'm')
+    assert good['ship'] and good['failed_cells'] == 0 and len(good['cells']) == 4
+    assert good['model_mean_rms'] == pytest.approx(3.0) and good['pid_mean_rms'] == 4.0
+    # One cell 6 % worse than the PID sinks it, however good the mean.
+    one_bad = ship_rule(_results(lambda b, s: 4.24 if (b, s) == ('big_cruiser', 'b')
+                                 else 2.0), 'm')
+    assert not one_bad['ship'] and one_bad['failed_cells'] == 1
+    assert '1 of 4 held-out cells' in one_bad['why_not'][0]
+    # Rudder travel 11 % above the PID's sinks it too.
+    assert ship_rule(_results(lambda b, s: 2.0, model_travel=11.1), 'm')['failed_cells'] == 4
+    # Within 5 % everywhere but not 20 % better in the mean: not shipped.
+    close = ship_rule(_results(lambda b, s: 3.3), 'm')
+    assert not close['ship'] and close['failed_cells'] == 0
+    assert 'mean RMS' in close['why_not'][0]
+    # Better on the held-out boats but having lost its margin over PD on the reference.
+    lost = ship_rule(_results(lambda b, s: 3.0, ref_model=1.5), 'm')
+    assert not lost['ship'] and 'reference' in lost['why_not'][0]
+    # Without held-out boats there is nothing to ship on.
+    ref_only = [r for r in _results(lambda b, s: 3.0) if r.boat == 'reference']
+    assert 'no held-out boat' in ship_rule(ref_only, 'm')['why_not'][0]
+
+
+def test_parallel_evaluation_gives_the_same_results_in_the_same_order():
+    boats = [REFERENCE, draw_boat(5)]
+    args = (['pid', 'expert'], ['calm_compass'], [0, 1])
+    one = evaluate(*args, boats=boats)
+    two = evaluate(*args, boats=boats, workers=2)
+    key = [(r.pilot, r.boat, r.scenario, r.seed, r.rms_deg, r.rudder_travel_per_min)
+           for r in one]
+    assert key == [(r.pilot, r.boat, r.scenario, r.seed, r.rms_deg, r.rudder_travel_per_min)
+                   for r in two]
+    assert len({r.boat for r in one}) == 2
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'autopilot_ros.training.cli', *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_short_training_on_randomized_boats_end_to_end(tmp_path: Path):
+    sim = _cli('simulate', '--out', 'bags', '--boats', 'family', '--scenarios', 'calm_compass',
+               'beam_reach', '--seeds', '2', '--duration', '60', cwd=tmp_path)
+    assert sim.returncode == 0, sim.stderr
+    names = sorted(p.name for p in (tmp_path / 'bags').iterdir())
+    boats = {n.split('_family_')[1] for n in names}
+    assert len(names) == 4 and len(boats) == 4, names  # a boat of its own per bag
+    run = _cli('--bags', 'bags', '--out', 'models/fam', '--epochs', '2', '--batch-size', '128',
+               '--dagger', '1', '--dagger-seeds', '2', '--dagger-epochs', '1',
+               '--sim-boats', 'family', '--scenarios', 'calm_compass', '--eval-seeds', '1',
+               '--verdict-boats', 'reference', 'small_lively', '--workers', '2', cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / 'models' / 'fam.json').read_text())
+    dagger = report['dagger']
+    assert dagger['boats'] == 'family' and len(dagger['rounds']) == 2
+    assert dagger['selection_boats'] == ['reference'] + [b.name for b in selection_boats()]
+    cl = report['closed_loop']
+    assert cl['boats'] == ['reference', 'small_lively'] and cl['verdict_on'] == 'reference'
+    rule = cl['ship_rule']
+    assert [(c['boat'], c['scenario']) for c in rule['cells']] == [('small_lively',
+                                                                    'calm_compass')]
+    card = (tmp_path / 'models' / 'fam.md').read_text()
+    assert 'On boats it was never trained on' in card and '| small_lively | calm_compass |' in card
+    assert ('Ship rule met' in card) == rule['ship']
+    assert 'boats drawn from the family' in card
