@@ -170,7 +170,11 @@ def fill_imu_msg(msg: Any, sample: ImuSample) -> None:
         o.x, o.y, o.z, o.w = 0.0, 0.0, 0.0, 0.0
         msg.orientation_covariance[0] = -1.0
     w = msg.angular_velocity
-    w.x, w.y, w.z = sample.roll_rate, sample.pitch_rate, sample.yaw_rate_z
+    if sample.rates_known or not math.isnan(sample.yaw_rate_z):
+        w.x, w.y, w.z = sample.roll_rate, sample.pitch_rate, sample.yaw_rate_z
+    else:  # no angular velocity at all (an attitude sensor)
+        w.x, w.y, w.z = 0.0, 0.0, 0.0
+        msg.angular_velocity_covariance[0] = -1.0
     a = msg.linear_acceleration
     if sample.accel_known:
         a.x, a.y, a.z = sample.accel_x, sample.accel_y, sample.accel_z

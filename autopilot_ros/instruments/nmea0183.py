@@ -135,12 +135,7 @@ class Nmea0183Parser:
     def parse_line(self, line: bytes | str, stamp: float) -> list[Reading]:
         """One line (without its line end): its readings, [] when it has none."""
         if isinstance(line, bytes):
-            try:
-                line = line.decode('ascii')
-            except UnicodeDecodeError:
-                self.stats.count('received')
-                self._error('line is not ASCII')
-                return []
+            line = line.decode('latin-1')  # every byte a character; checked for ASCII below
         # Garbage before the start character (a line joined to noise, a partial sentence
         # after a reconnect): the sentence starts at the last '$' or '!'.
         start = max(line.rfind('$'), line.rfind('!'))
@@ -150,6 +145,9 @@ class Nmea0183Parser:
         self.stats.count('received')
         if start < 0:
             self._error('no sentence start ($ or !)')
+            return []
+        if not line.isascii() or not line.isprintable():
+            self._error('sentence has characters that are not printable ASCII')
             return []
         if line[0] == '!' or line[1:2] == 'P':  # encapsulated (AIS) and proprietary
             if self._checksum_ok(line):
