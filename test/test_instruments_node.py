@@ -106,6 +106,12 @@ def processes():
 
 def test_nmea_over_tcp_becomes_the_pilots_topics_and_the_autopilot_takes_them(
         spinner, wait, processes):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+
+    from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
+    from autopilot_ros.ros_messages import message_class
     from autopilot_ros.samples import (
         heading_from_msg,
         imu_from_msg,
@@ -113,12 +119,6 @@ def test_nmea_over_tcp_becomes_the_pilots_topics_and_the_autopilot_takes_them(
         speed_from_msg,
         wind_from_msg,
     )
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
-
-    from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
-    from autopilot_ros.ros_messages import message_class
 
     mux = Multiplexer()
     try:

@@ -185,7 +185,7 @@ def diagnostic_values(source_name: str, where: str, stats: SourceStats,
     return 0, f'{snap["readings"]} readings from {where}', values
 
 
-SIGNALK_MISSING = ("source:=signalk needs autopilot_ros/instruments/signalk.py (SignalKSource), "
+SIGNALK_MISSING = ('source:=signalk needs autopilot_ros/instruments/signalk.py (SignalKSource), '
                    'which this install does not have yet; use source:=nmea0183 or nmea2000')
 
 
