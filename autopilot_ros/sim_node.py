@@ -156,7 +156,7 @@ class SimNode(Node):
         return outs
 
     def destroy_node(self) -> None:
-        for out in self.nmea_outs:
+        for out in getattr(self, 'nmea_outs', ()):  # also when __init__ stopped early
             out.close()
         super().destroy_node()
 

@@ -239,3 +239,12 @@ def test_the_simulator_through_nmea_0183_and_the_bridge_is_steered_by_the_autopi
     assert result['rms_deg'] < 5.0, result
     final = [abs(s.heading_error) for s in engaged[-100:]]
     assert max(final) < 5 * DEG
+
+
+def test_the_simulator_refuses_nmea_only_without_an_nmea_output(tmp_path):
+    out = subprocess.run([executable('sim_node'), '--ros-args', '-p', 'nmea.only:=true'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout.strip().splitlines()[-1] == (
+        'sim_node: nmea.only needs nmea.tcp_port or nmea.udp')
+    assert 'Traceback' not in out.stdout + out.stderr
