@@ -366,6 +366,7 @@ def fast_backoff() -> Backoff:
 
 def test_tcp_client_reads_a_multiplexer_and_reconnects_when_it_drops(running):
     server = socket.create_server(('127.0.0.1', 0))
+    server.settimeout(10.0)  # a source that never comes fails the test, never hangs it
     port = server.getsockname()[1]
     source = Nmea0183Source('tcp', host='127.0.0.1', port=port, backoff=fast_backoff())
     got = running(source)
@@ -394,6 +395,7 @@ def test_tcp_refused_and_silent_servers_are_counted_reconnects(running):
     assert not refused.stats.connected and 'refused' in refused.stats.last_error.lower()
 
     server = socket.create_server(('127.0.0.1', 0))
+    server.settimeout(10.0)
     silent = Nmea0183Source('tcp', host='127.0.0.1', port=server.getsockname()[1],
                             silence_timeout=0.6, backoff=fast_backoff())
     running(silent)
