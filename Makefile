@@ -116,6 +116,7 @@ demo: setup
 bench: setup
 	$(ROS_ENV) python -P bench/bench_control_step.py
 	$(ROS_ENV) python -P bench/bench_training.py
+	$(ROS_ENV) python -P bench/bench_instruments.py
 
 # The shipped model, from scratch: expert demonstration bags on the reference yacht (12) and
 # on 48 boats drawn from the boat family, training, DAgger rounds on family boats, selection

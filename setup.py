@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
-ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages'}
+ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'instruments_node'}
 
 
 class BuildPy(build_py):
@@ -40,14 +40,17 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=['autopilot_ros', 'autopilot_ros.sim', 'autopilot_ros.training',
-              'autopilot_ros.training.bags'],
+              'autopilot_ros.training.bags', 'autopilot_ros.instruments'],
     package_dir={'autopilot_ros.training': 'training'},
     install_requires=['numpy'],
     extras_require={
         'rpi': ['numpy', 'onnxruntime'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
-        'test': ['pytest', 'mcap'],
+        # The instrument bridges' parsers and transports (instruments_node needs ROS).
+        'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000'],
+        'test': ['pytest', 'mcap', 'hypothesis', 'pynmea2', 'pyserial', 'python-can',
+                 'nmea2000'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',

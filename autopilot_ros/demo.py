@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='let the simulator run at --speed even if the pilot lags')
     parser.add_argument('--model', default=None, help='ONNX model (default: the shipped one)')
     parser.add_argument('--out', default='out/demo_summary.json')
+    parser.add_argument('--instruments', choices=('ros', 'nmea0183'), default='ros',
+                        help='nmea0183: the simulator serves NMEA 0183 over TCP and '
+                             'instruments_node bridges it to the pilot, as on a boat')
     args = parser.parse_args(argv)
     domain = isolate_dds()
 
@@ -65,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f'demo: autopilot ({label}) vs simulated boat, scenarios {args.scenarios}, '
           f'up to {args.speed:g}x real time ({mode}), ROS_DOMAIN_ID={domain}', flush=True)
     logs = open(os.path.splitext(out)[0] + '.log', 'w')  # noqa: SIM115
+    sim_nmea, bridge = [], []
+    if args.instruments == 'nmea0183':
+        import socket
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        sim_nmea = ['-p', f'nmea.tcp_port:={port}', '-p', 'nmea.only:=true']
+        bridge = [subprocess.Popen(
+            [str(lib / 'instruments_node'), '--ros-args', '-p', 'source:=nmea0183',
+             '-p', f'nmea0183.port:={port}', '-p', 'use_sim_time:=true',
+             '-p', 'backoff_initial:=0.1', '-p', 'backoff_max:=0.5'],
+            stdout=logs, stderr=subprocess.STDOUT)]
+        print(f'demo: sensors as NMEA 0183 on TCP port {port} through instruments_node '
+              '(no accelerations in NMEA: the PID steers)', flush=True)
     procs = [
         subprocess.Popen([str(lib / 'autopilot_node'), '--ros-args', '--params-file',
                           default_params_file(share), '-p', f"model_path:='{model}'",
@@ -76,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                           f'scenario:={args.scenarios}', '-p', f'seed:={args.seed}',
                           '-p', f'real_time_factor:={args.speed}', '-p',
                           f'summary_path:={out}', '-p', f'pilot_label:={label}',
-                          '-p', f'lockstep:={str(not args.no_lockstep).lower()}'],
+                          '-p', f'lockstep:={str(not args.no_lockstep).lower()}', *sim_nmea],
                          stdout=logs, stderr=subprocess.STDOUT),
+        *bridge,
     ]
     rclpy.init()
     node = Node('demo_monitor')

@@ -20,6 +20,7 @@ from autopilot_ros.samples import (
     SensorSample,
     SpeedSample,
     WindSample,
+    absent_fields,
     fill_heading_msg,
     fill_imu_msg,
     fill_rudder_msg,
@@ -131,9 +132,12 @@ class Rejected(enum.Enum):
 
     NONFINITE = 'non-finite'
     IMPLAUSIBLE = 'out of range'
+    NO_TURN_RATE = 'no turn rate'  # an IMU without angular velocity: nothing the pilot can use
 
 
-_VALUE_FIELDS = {i.sample_type: tuple(f.name for f in fields(i.sample_type) if f.name != 'stamp')
+# The measured fields (not the stamp, not an ImuSample's flags of what it measures).
+_VALUE_FIELDS = {i.sample_type: tuple(f.name for f in fields(i.sample_type)
+                                      if f.name != 'stamp' and not f.name.endswith('_known'))
                  for i in INPUTS}
 
 
@@ -146,15 +150,25 @@ def check_sample(sample: SensorSample, ranges: Mapping[str, tuple[float, float]]
 
     Every measured field must be finite and inside its input's range (a boat's own span from
     `ranges`, keyed 'input.field', where it has one), so no reading can put a non-finite
-    value (float32 overflow included) into a feature row.
+    value (float32 overflow included) into a feature row. Fields the sensor says it does not
+    measure (samples.absent_fields: an IMU without accelerations, say) are NaN and pass;
+    an IMU without a turn rate does not, as the PID steers on it whenever the IMU is fresh.
     """
     spec = input_of(sample)
+    absent = absent_fields(sample)
+    if isinstance(sample, ImuSample) and not sample.rates_known \
+            and math.isnan(sample.yaw_rate_z):
+        return Rejected.NO_TURN_RATE, 'angular_velocity absent'
     for name in _VALUE_FIELDS[type(sample)]:
+        if name in absent:
+            continue
         value = getattr(sample, name)
         if not math.isfinite(value):
             return Rejected.NONFINITE, f'{name}={value}'
     for r in spec.ranges:
         name = r.field
+        if name in absent:
+            continue
         low, high = ranges.get(f'{spec.name}.{name}', r.span) if r.per_boat else r.span
         value = getattr(sample, name)
         if not low <= value <= high:

@@ -106,3 +106,63 @@ def security_problem(enclave: str, environ: Mapping[str, str]) -> str:
         return (f'enclave {enclave}: {", ".join(missing)} missing in {folder} (scripts/'
                 'sros2-setup KEYSTORE makes the keystore). Nothing was started')
     return ''
+
+
+# -- instruments_node (launch `instruments:=`; docs/design.md, "Instrument bridges") ----------
+INSTRUMENTS = ('none', 'nmea0183', 'nmea2000', 'signalk')
+# launch argument -> (instruments_node parameter, type). An argument left empty keeps the
+# node's default (instruments_node.PARAMETERS).
+INSTRUMENT_ARGUMENTS = {
+    'nmea0183_transport': ('nmea0183.transport', str),
+    'nmea0183_host': ('nmea0183.host', str),
+    'nmea0183_port': ('nmea0183.port', int),
+    'nmea0183_device': ('nmea0183.device', str),
+    'nmea0183_baudrate': ('nmea0183.baudrate', int),
+    'nmea2000_interface': ('nmea2000.interface', str),
+    'nmea2000_channel': ('nmea2000.channel', str),
+    'signalk_url': ('signalk.url', str),
+    'signalk_token': ('signalk.token', str),
+    'rudder_full_scale_deg': ('rudder_full_scale_deg', float),
+}
+SIM_NMEA_PORT = 10110  # the simulator's NMEA 0183 server with sim:=true instruments:=nmea0183
+
+
+def instruments_parameters(instruments: str, arguments: Mapping[str, str], *,
+                           use_sim_time: bool, sim: bool) -> dict | None:
+    """instruments_node's parameters for `instruments:=`, None for none (ValueError: why not).
+
+    With sim:=true only NMEA 0183 over TCP makes sense: the simulator serves its sensors as
+    sentences (sim_parameters_for_instruments) and the bridge reads them, as on a boat.
+    """
+    choice = instruments.strip().lower() or 'none'
+    if choice not in INSTRUMENTS:
+        raise ValueError(f'instruments:={instruments}: one of {", ".join(INSTRUMENTS)}. '
+                         'Nothing was started')
+    if choice == 'none':
+        return None
+    params: dict = {'source': choice, 'use_sim_time': use_sim_time}
+    for argument, (name, kind) in INSTRUMENT_ARGUMENTS.items():
+        value = arguments.get(argument, '').strip()
+        if not value:
+            continue
+        try:
+            params[name] = kind(value)
+        except ValueError:
+            raise ValueError(f'{argument}:={value} is not a {kind.__name__}. '
+                             'Nothing was started') from None
+    if sim:
+        if choice != 'nmea0183' or params.get('nmea0183.transport', 'tcp') != 'tcp':
+            raise ValueError(f'sim:=true with instruments:={choice}: the simulator serves NMEA '
+                             '0183 over TCP only (instruments:=nmea0183). Nothing was started')
+        params.setdefault('nmea0183.host', '127.0.0.1')
+        params.setdefault('nmea0183.port', SIM_NMEA_PORT)
+    return params
+
+
+def sim_parameters_for_instruments(instruments_params: dict | None) -> dict:
+    """sim_node's NMEA output for the bridge (nothing without instruments)."""
+    if instruments_params is None:
+        return {}
+    return {'nmea.tcp_port': int(instruments_params['nmea0183.port']),
+            'nmea.tcp_host': str(instruments_params['nmea0183.host']),
+            'nmea.only': True}

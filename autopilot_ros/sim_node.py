@@ -12,6 +12,10 @@ inputs; in lockstep it sees the boat as it would at sea, and real_time_factor be
 cap on the speed. If the pilot stays silent for `lockstep_timeout` wall seconds, the
 simulator runs free (and says so) until a command arrives again.
 
+With `nmea.tcp_port` (and/or `nmea.udp`) the sensors also go out as NMEA 0183 sentences
+(sim/nmea_out.py), served like a multiplexer; `nmea.only` leaves the ROS sensor topics to
+instruments_node, so the pilot sees the boat through the bridge as it would at sea.
+
 With `helmsman:=expert` the simulator's expert helmsman steers and `rudder_command` only
 paces lockstep: run the autopilot with `hand_steering:=true` and record, and you have the
 bags a sailor brings home from a day of hand steering, to practise the training workflow.
@@ -42,6 +46,7 @@ from autopilot_ros.samples import SensorSample
 from autopilot_ros.sim.evaluate import plot_traces, summarize
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop
+from autopilot_ros.sim.nmea_out import NmeaTcpServer, NmeaUdpSender, encode
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.sim.simulator import Simulator
 
@@ -71,6 +76,13 @@ class SimNode(Node):
         self.declare_parameter('lockstep_timeout', 2.0)  # wall s without a command
         self.declare_parameter('helmsman', 'autopilot')  # who steers: rudder_command, 'expert'
         self.declare_parameter('helmsman_imperfection', 0.3)  # 0 = flawless expert
+        # NMEA 0183 out (sim/nmea_out.py): a TCP server (-1: none, 0: any free port) and/or
+        # UDP datagrams to 'host:port'; `nmea.only`: no ROS sensor topics, the bridge's job.
+        self.declare_parameter('nmea.tcp_port', -1)
+        self.declare_parameter('nmea.tcp_host', '127.0.0.1')
+        self.declare_parameter('nmea.udp', '')
+        self.declare_parameter('nmea.only', False)
+        self.declare_parameter('nmea.rudder_full_scale_deg', 35.0)
         names = [s.strip() for s in self.get_parameter('scenario').value.split(',') if s.strip()]
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown or not names:
@@ -94,6 +106,11 @@ class SimNode(Node):
         self.imperfection = float(self.get_parameter('helmsman_imperfection').value)
         if not 0.0 <= self.imperfection <= 1.0:
             raise ValueError(f'helmsman_imperfection {self.imperfection} not in [0, 1]')
+        self.nmea_outs = self._nmea_outputs()
+        self.nmea_only = bool(self.get_parameter('nmea.only').value)
+        if self.nmea_only and not self.nmea_outs:
+            raise ValueError('nmea.only needs nmea.tcp_port or nmea.udp')
+        self.rudder_full_scale_deg = float(self.get_parameter('nmea.rudder_full_scale_deg').value)
         self.last_command_stamp = 0.0  # sim time (with offset) of the newest command
         self._waiting_since: float | None = None
         self._free_running = False
@@ -121,6 +138,27 @@ class SimNode(Node):
             if self.get_parameter('engage_autopilot').value else None
         self._start_scenario()
         self.create_timer(STEP / rtf, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _nmea_outputs(self) -> list:
+        outs = []
+        port = int(self.get_parameter('nmea.tcp_port').value)
+        if port >= 0:
+            server = NmeaTcpServer(self.get_parameter('nmea.tcp_host').value, port)
+            self.get_logger().info(f'NMEA 0183 on TCP port {server.port}')
+            outs.append(server)
+        udp = str(self.get_parameter('nmea.udp').value).strip()
+        if udp:
+            host, _, udp_port = udp.rpartition(':')
+            if not host or not udp_port.isdigit():
+                raise ValueError(f"nmea.udp {udp!r} is not 'host:port'")
+            outs.append(NmeaUdpSender(host, int(udp_port)))
+            self.get_logger().info(f'NMEA 0183 as UDP datagrams to {udp}')
+        return outs
+
+    def destroy_node(self) -> None:
+        for out in getattr(self, 'nmea_outs', ()):  # also when __init__ stopped early
+            out.close()
+        super().destroy_node()
 
     def _start_scenario(self) -> None:
         self.scenario = SCENARIOS[self.queue.pop(0)]
@@ -240,6 +278,12 @@ class SimNode(Node):
 
     def _publish(self, sample: SensorSample) -> None:
         """The loop's sink: one sample on its topic, stamped in this run's sim time."""
+        if self.nmea_outs:
+            lines = encode(sample, self.rudder_full_scale_deg)
+            for out in self.nmea_outs:
+                out.send(lines)
+            if self.nmea_only:
+                return
         spec = input_of(sample)
         pub = self.pubs[spec.name]
         msg = pub.msg_type()

@@ -6,6 +6,10 @@
     ros2 launch autopilot_ros autopilot.launch.py model_path:=shipped   # the package's model
     ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
     ros2 launch autopilot_ros autopilot.launch.py enclave:=/autopilot_ros/autopilot   # SROS2
+    ros2 launch autopilot_ros autopilot.launch.py instruments:=nmea0183 \
+        nmea0183_host:=192.168.1.1 nmea0183_port:=10110       # the boat's NMEA multiplexer
+    ros2 launch autopilot_ros autopilot.launch.py instruments:=nmea2000   # CAN hat, can0
+    ros2 launch autopilot_ros autopilot.launch.py sim:=true instruments:=nmea0183
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
 to the node only when given (command line > params file > none: the PID pilot), and
@@ -25,13 +29,16 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from autopilot_ros.launch_config import (
+    INSTRUMENT_ARGUMENTS,
     SIM_ENCLAVE,
     default_params_file,
     enclave_arguments,
+    instruments_parameters,
     node_parameters,
     rviz_config,
     rviz_missing,
     security_problem,
+    sim_parameters_for_instruments,
 )
 
 
@@ -56,6 +63,16 @@ def _nodes(context: LaunchContext) -> list:
     if enclave and rviz:
         raise RuntimeError('rviz:=true with enclave: the SROS2 policy has no enclave for '
                            'rviz2; watch from an unsecured bench. Nothing was started')
+    try:
+        instruments = instruments_parameters(
+            LaunchConfiguration('instruments').perform(context),
+            {name: LaunchConfiguration(name).perform(context) for name in INSTRUMENT_ARGUMENTS},
+            use_sim_time=use_sim_time, sim=sim)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    if enclave and instruments is not None:
+        raise RuntimeError('instruments with enclave: the SROS2 policy has no profile for '
+                           'instruments_node yet. Nothing was started')
     nodes = [Node(
         package='autopilot_ros', executable='autopilot_node', name='autopilot',
         namespace=namespace, output='screen', ros_arguments=enclave_arguments(enclave),
@@ -76,7 +93,13 @@ def _nodes(context: LaunchContext) -> list:
             parameters=[{'scenario': LaunchConfiguration('scenario').perform(context),
                          'real_time_factor': 1.0, 'repeat': True,
                          'helmsman': LaunchConfiguration('helmsman').perform(context),
-                         'engage_autopilot': not sim_enclave, 'use_sim_time': False}],
+                         'engage_autopilot': not sim_enclave, 'use_sim_time': False,
+                         **sim_parameters_for_instruments(instruments)}],
+        ))
+    if instruments is not None:
+        nodes.append(Node(
+            package='autopilot_ros', executable='instruments_node', name='instruments',
+            namespace=namespace, output='screen', parameters=[instruments],
         ))
     if rviz:
         nodes.append(Node(
@@ -116,5 +139,11 @@ def generate_launch_description() -> LaunchDescription:
                                           '/autopilot_ros/autopilot (scripts/sros2-setup); '
                                           'needs ROS_SECURITY_ENABLE=true, Enforce and the '
                                           'keystore'),
+        DeclareLaunchArgument('instruments', default_value='none',
+                              description='instrument bridge: nmea0183, nmea2000, signalk or '
+                                          'none (instruments_node)'),
+        *(DeclareLaunchArgument(name, default_value='',
+                                description=f'instruments_node {param} (empty: its default)')
+          for name, (param, _) in INSTRUMENT_ARGUMENTS.items()),
         OpaqueFunction(function=_nodes),
     ])

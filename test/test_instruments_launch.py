@@ -1,0 +1,147 @@
+"""What `ros2 launch ... instruments:=...` starts, decided in launch_config (no `launch` here),
+and what instruments_node builds from its parameters (no DDS)."""
+
+import math
+import pathlib
+
+import pytest
+
+from autopilot_ros.instruments.bridge import (
+    SIGNALK_MISSING,
+    Bridge,
+    BridgeConfig,
+    RateMeter,
+    diagnostic_values,
+    make_source,
+)
+from autopilot_ros.instruments.readings import (
+    AttitudeReading,
+    HeadingReading,
+    RudderReading,
+    SourceStats,
+    TurnRateReading,
+)
+from autopilot_ros.launch_config import (
+    INSTRUMENT_ARGUMENTS,
+    SIM_NMEA_PORT,
+    instruments_parameters,
+    sim_parameters_for_instruments,
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEG = math.pi / 180
+
+
+def test_none_starts_no_bridge_and_an_unknown_choice_is_refused():
+    assert instruments_parameters('none', {}, use_sim_time=False, sim=False) is None
+    assert instruments_parameters('', {}, use_sim_time=False, sim=False) is None
+    with pytest.raises(ValueError, match='one of none, nmea0183, nmea2000, signalk'):
+        instruments_parameters('seatalk', {}, use_sim_time=False, sim=False)
+
+
+def test_connection_arguments_reach_the_node_typed_and_empty_ones_keep_its_defaults():
+    params = instruments_parameters(
+        'nmea0183', {'nmea0183_host': '192.168.1.1', 'nmea0183_port': '2000',
+                     'nmea0183_baudrate': '', 'rudder_full_scale_deg': '40'},
+        use_sim_time=False, sim=False)
+    assert params == {'source': 'nmea0183', 'use_sim_time': False,
+                      'nmea0183.host': '192.168.1.1', 'nmea0183.port': 2000,
+                      'rudder_full_scale_deg': 40.0}
+    with pytest.raises(ValueError, match='nmea0183_port:=ten is not a int'):
+        instruments_parameters('nmea0183', {'nmea0183_port': 'ten'}, use_sim_time=False,
+                               sim=False)
+    assert instruments_parameters('nmea2000', {'nmea2000_channel': 'can1'},
+                                  use_sim_time=False, sim=False)['nmea2000.channel'] == 'can1'
+
+
+def test_with_the_simulator_the_bridge_reads_its_nmea_server():
+    params = instruments_parameters('nmea0183', {}, use_sim_time=True, sim=True)
+    assert params['nmea0183.port'] == SIM_NMEA_PORT and params['use_sim_time'] is True
+    assert sim_parameters_for_instruments(params) == {
+        'nmea.tcp_port': SIM_NMEA_PORT, 'nmea.tcp_host': '127.0.0.1', 'nmea.only': True}
+    assert sim_parameters_for_instruments(None) == {}
+    with pytest.raises(ValueError, match='NMEA 0183 over TCP only'):
+        instruments_parameters('nmea2000', {}, use_sim_time=True, sim=True)
+
+
+def test_the_launch_file_declares_every_instruments_argument():
+    source = (REPO / 'launch' / 'autopilot.launch.py').read_text()
+    compile(source, 'autopilot.launch.py', 'exec')
+    assert "'instruments'" in source and 'INSTRUMENT_ARGUMENTS' in source
+    node_source = (REPO / 'autopilot_ros' / 'instruments_node.py').read_text()
+    for _, (param, _) in INSTRUMENT_ARGUMENTS.items():
+        assert f"('{param}'," in node_source, param  # a parameter the node declares
+
+
+PARAMS = {'backoff_initial': 0.5, 'backoff_max': 30.0, 'silence_timeout': 10.0,
+          'nmea0183.transport': 'udp', 'nmea0183.host': '127.0.0.1', 'nmea0183.port': 0,
+          'nmea0183.device': '/dev/null', 'nmea0183.baudrate': 4800,
+          'nmea0183.require_checksum': True, 'nmea2000.interface': 'virtual',
+          'nmea2000.channel': 'x', 'nmea2000.rudder_instance': 0,
+          'signalk.url': 'ws://localhost:3000/signalk/v1/stream', 'signalk.token': ''}
+
+
+def test_the_node_builds_each_source_from_its_parameters():
+    assert make_source('nmea0183', PARAMS).describe() == 'UDP on 127.0.0.1:0'
+    assert make_source('nmea2000', PARAMS).describe() == 'virtual CAN bus x'
+    with pytest.raises(ValueError, match='one of nmea0183'):
+        make_source('seatalk', PARAMS)
+
+
+def test_signalk_is_built_when_its_module_is_there_and_explained_when_not():
+    try:
+        import autopilot_ros.instruments.signalk  # noqa: F401 - another part of issue 14
+    except ModuleNotFoundError:
+        with pytest.raises(ValueError) as err:
+            make_source('signalk', PARAMS)
+        assert str(err.value) == SIGNALK_MISSING
+    else:
+        assert make_source('signalk', PARAMS).name == 'signalk'
+
+
+def test_the_bridge_normalises_the_rudder_and_keeps_one_heading_reference():
+    bridge = Bridge(BridgeConfig(rudder_full_scale=math.radians(40.0)))
+    (rudder,) = bridge.take(RudderReading(1.0, -20 * DEG))
+    assert rudder.angle == pytest.approx(-0.5)
+    (first,) = bridge.take(HeadingReading(1.0, 1.0, True))
+    assert first.heading == 1.0 and bridge.reference == 'true'
+    assert bridge.take(HeadingReading(1.1, 1.2, False)) == []
+    assert bridge.dropped == {'magnetic heading (publishing true)': 1}
+    fixed = Bridge(BridgeConfig(heading_reference='magnetic'))
+    assert fixed.take(HeadingReading(1.0, 1.0, True)) == []
+    with pytest.raises(ValueError, match='rudder_full_scale_deg'):
+        Bridge(BridgeConfig(rudder_full_scale=math.radians(200.0)))
+
+
+def test_turn_rate_and_attitude_fold_into_one_imu_only_when_recent():
+    bridge = Bridge(BridgeConfig(imu_combine_s=0.25))
+    (alone,) = bridge.take(TurnRateReading(10.0, 0.1))
+    assert alone.yaw_rate_z == -0.1  # REP-103: starboard turn is negative z
+    assert not alone.orientation_known and math.isnan(alone.roll)
+    (both,) = bridge.take(AttitudeReading(10.1, 0.2, -0.05))
+    assert (both.roll, both.pitch, both.yaw_rate_z) == (0.2, -0.05, -0.1)
+    (late,) = bridge.take(AttitudeReading(10.5, 0.2, -0.05))  # the rate is 0.5 s old
+    assert math.isnan(late.yaw_rate_z) and late.orientation_known
+    assert not any((both.rates_known, both.accel_known))
+
+
+def test_diagnostics_say_connected_rates_errors_and_the_stamp_source():
+    stats = SourceStats(received=12, readings=9, parse_errors=2, checksum_errors=1,
+                        reconnects=3, connected=True, last_seen={'heading': 99.5})
+    meter = RateMeter()
+    for k in range(10):
+        meter.add('heading', 95.5 + 0.5 * k)
+    level, message, values = diagnostic_values('nmea0183', 'TCP client of h:1', stats,
+                                               meter.rates(100.0), Bridge(), 100.0)
+    values = dict(values)
+    assert level == 0 and message == '9 readings from TCP client of h:1'
+    assert values['heading rate'] == '2.0 Hz' and values['heading last seen'] == '0.5 s ago'
+    assert values['wind last seen'] == 'never'
+    assert (values['checksum errors'], values['reconnects']) == ('1', '3')
+    assert values['stamped with'].startswith('receive time')
+    level, message, _ = diagnostic_values('nmea0183', 'w', stats, {}, Bridge(), 104.0)
+    assert level == 1 and message == 'no heading for over 3 s'
+    stats.connected = False
+    stats.last_error = 'ConnectionRefusedError: refused'
+    level, message, _ = diagnostic_values('nmea0183', 'w', stats, {}, Bridge(), 104.0)
+    assert level == 2 and 'refused' in message

@@ -1,0 +1,250 @@
+"""instruments_node over real DDS: NMEA 0183 from a TCP socket in, the pilot's topics out,
+and the whole chain simulator -> NMEA 0183 -> instruments_node -> autopilot_node steering.
+
+The installed executables run as processes, as `ros2 run` starts them.
+"""
+
+import json
+import math
+import pathlib
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.dds
+
+DEG = math.pi / 180
+KNOT = 1852 / 3600
+
+
+def sentence(body: str) -> str:
+    checksum = 0
+    for ch in body:
+        checksum ^= ord(ch)
+    return f'${body}*{checksum:02X}\r\n'
+
+
+BATCH = ''.join(sentence(b) for b in (
+    'HCHDM,90.0,M',
+    'TIROT,60.0,A',  # 1 deg/s to starboard
+    'YXXDR,A,5.0,D,PTCH,A,10.0,D,ROLL',  # bow up 5, starboard side down 10
+    'WIMWV,270.0,R,10.0,N,A',  # wind from port beam
+    'VWVHW,,T,,M,6.00,N,,K',
+    'IIRSA,-17.5,A,,V',  # rudder to port, half of 35 deg
+)) + '$HCHDM,99.0,M*00\r\nnoise\r\n'  # a bad checksum and garbage, every batch
+
+
+def executable(name: str) -> str:
+    from ament_index_python.packages import get_package_prefix
+    return str(pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros' / name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class Multiplexer:
+    """A TCP server that sends BATCH at 10 Hz to whoever connects (one at a time)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(('127.0.0.1', 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.stop = threading.Event()
+        self.drop = threading.Event()
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with conn:
+                while not self.stop.is_set() and not self.drop.is_set():
+                    try:
+                        conn.sendall(BATCH.encode())
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+            self.drop.clear()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.server.close()
+
+
+@pytest.fixture
+def processes():
+    started = []
+
+    def start(args, **kw):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, **kw)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in started:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_nmea_over_tcp_becomes_the_pilots_topics_and_the_autopilot_takes_them(
+        spinner, wait, processes):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+
+    from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
+    from autopilot_ros.ros_messages import message_class
+    from autopilot_ros.samples import (
+        heading_from_msg,
+        imu_from_msg,
+        rudder_from_msg,
+        speed_from_msg,
+        wind_from_msg,
+    )
+
+    mux = Multiplexer()
+    try:
+        node = spinner.add(Node('instruments_probe', context=spinner.executor.context))
+        last: dict = {}
+        received: dict = {}
+        for name, spec in INPUT_BY_NAME.items():
+            node.create_subscription(
+                message_class(spec.msg_type), name,
+                lambda m, n=name: (last.__setitem__(n, m),
+                                   received.setdefault(n, time.time())),
+                qos_profile_sensor_data)
+        diags = []
+        node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+        proc = processes([executable('instruments_node'), '--ros-args',
+                          '-p', 'source:=nmea0183', '-p', f'nmea0183.port:={mux.port}',
+                          '-p', 'rudder_full_scale_deg:=35.0', '-p', 'backoff_initial:=0.1'])
+        assert wait(lambda: len(last) == 5, timeout=30), (last.keys(), proc.poll())
+
+        heading = heading_from_msg(last['heading'])
+        assert heading.heading == pytest.approx(90 * DEG)
+        imu_msg = last['imu']
+        assert imu_msg.angular_velocity.z == pytest.approx(-1 * DEG / 1.0 * 1.0, abs=1e-9)
+        assert math.isnan(imu_msg.angular_velocity.x) and math.isnan(imu_msg.angular_velocity.y)
+        assert imu_msg.linear_acceleration_covariance[0] == -1.0  # REP-145: absent
+        assert imu_msg.orientation_covariance[0] != -1.0  # the XDR's attitude is there
+        imu = imu_from_msg(imu_msg)
+        assert imu.roll == pytest.approx(10 * DEG) and imu.pitch == pytest.approx(-5 * DEG)
+        wind = wind_from_msg(last['wind'])
+        assert wind.awa == pytest.approx(-90 * DEG) and wind.aws == pytest.approx(10 * KNOT)
+        assert speed_from_msg(last['speed']).stw == pytest.approx(6 * KNOT)
+        assert rudder_from_msg(last['rudder_angle']).angle == pytest.approx(-0.5)
+        for name, msg in last.items():
+            # Stamped with the receive time, on this computer's clock.
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            assert abs(stamp - time.time()) < 2.0, name
+            # The autopilot's own reading of each message: taken, not dropped.
+            assert check_sample(INPUT_BY_NAME[name].from_msg(msg)) is None, name
+
+        # The multiplexer drops the link: a counted reconnect in /diagnostics, data again.
+        mux.drop.set()
+        assert wait(lambda: mux.connections >= 2, timeout=30)
+
+        def status():
+            for array in reversed(diags):
+                for s in array.status:
+                    if 'nmea0183' in s.name:
+                        return s, {kv.key: kv.value for kv in s.values}
+            return None, {}
+
+        assert wait(lambda: int(status()[1].get('reconnects', 0)) >= 1
+                    and int(status()[1].get('checksum errors', 0)) >= 2, timeout=20)
+        s, values = status()
+        assert s.level == b'\x00', s.message
+        assert values['stamped with'].startswith('receive time')
+        assert int(values['parse errors']) >= 1  # the garbage line
+        # 10 Hz HDM: the rate over the last 5 s climbs back once the link is up again.
+        assert wait(lambda: float(status()[1]['heading rate'].split()[0]) > 7.0, timeout=15)
+        assert values['heading reference'] == 'magnetic'
+        assert proc.poll() is None
+    finally:
+        mux.close()
+
+
+def test_a_source_that_cannot_start_says_so_in_one_line(tmp_path):
+    out = subprocess.run([executable('instruments_node'), '--ros-args', '-p', 'source:=smoke'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout.strip().splitlines()[-1] == (
+        "instruments_node: source 'smoke': one of nmea0183, nmea2000, signalk")
+    assert 'Traceback' not in out.stdout + out.stderr
+
+
+def test_the_simulator_through_nmea_0183_and_the_bridge_is_steered_by_the_autopilot(
+        tmp_path, spinner, wait, processes):
+    """sim_node -> NMEA 0183 over TCP -> instruments_node -> autopilot_node -> rudder."""
+    from ament_index_python.packages import get_package_share_directory
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from autopilot_ros.launch_config import SIM_STAMP_TOLERANCE, default_params_file
+    from autopilot_ros.msg import AutopilotStatus
+    from autopilot_ros.pilot import POLICY_NAMES
+
+    share = get_package_share_directory('autopilot_ros')
+    port = free_port()
+    summary = tmp_path / 'summary.json'
+    node = spinner.add(Node('chain_probe', context=spinner.executor.context))
+    statuses = []
+    node.create_subscription(AutopilotStatus, 'autopilot/status', statuses.append,
+                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    autopilot = processes([executable('autopilot_node'), '--ros-args', '--params-file',
+                           default_params_file(share), '-p', 'use_sim_time:=true',
+                           '-p', f'stamp_future_tolerance:={SIM_STAMP_TOLERANCE}'])
+    sim = processes([executable('sim_node'), '--ros-args', '-p', 'scenario:=recovery',
+                     '-p', 'real_time_factor:=5.0', '-p', 'lockstep:=true',
+                     '-p', f'nmea.tcp_port:={port}', '-p', 'nmea.only:=true',
+                     '-p', f'summary_path:={summary}'])
+    bridge = processes([executable('instruments_node'), '--ros-args', '-p', 'source:=nmea0183',
+                        '-p', f'nmea0183.port:={port}', '-p', 'use_sim_time:=true',
+                        '-p', 'backoff_initial:=0.1', '-p', 'backoff_max:=0.5'])
+    try:
+        sim.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail('the simulator did not finish')
+    assert sim.returncode == 0, sim.stdout.read()
+    assert autopilot.poll() is None and bridge.poll() is None
+    (result,) = json.loads(summary.read_text())['results']
+    engaged = [s for s in statuses if s.engaged]
+    assert len(engaged) > 500, len(statuses)
+    # The autopilot took every input from the bridge (none stale once under way) ...
+    fresh = [s for s in engaged if not any(n in s.stale_inputs for n in
+                                           ('imu', 'heading', 'wind'))]
+    assert len(fresh) / len(engaged) > 0.95
+    # ... and its PID steered (no model: the node's default; NMEA has no accelerations).
+    assert {POLICY_NAMES[s.policy] for s in engaged} == {'pid'}
+    # Recovery: a 75 deg course change; steered, the error settles to a few degrees.
+    assert result['rms_deg'] < 5.0, result
+    final = [abs(s.heading_error) for s in engaged[-100:]]
+    assert max(final) < 5 * DEG
+
+
+def test_the_simulator_refuses_nmea_only_without_an_nmea_output(tmp_path):
+    out = subprocess.run([executable('sim_node'), '--ros-args', '-p', 'nmea.only:=true'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout.strip().splitlines()[-1] == (
+        'sim_node: nmea.only needs nmea.tcp_port or nmea.udp')
+    assert 'Traceback' not in out.stdout + out.stderr
