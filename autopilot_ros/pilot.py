@@ -29,6 +29,7 @@ from autopilot_ros.inputs import INPUT_NAMES, OPTIONAL_INPUTS, REQUIRED_INPUTS
 from autopilot_ros.pid_pilot import PIDGains, PIDPilot
 from autopilot_ros.policy import one_line
 from autopilot_ros.safety import SafetyLayer, SafetyLimits
+from autopilot_ros.samples import absent_fields
 from autopilot_ros.window import FeatureWindow
 
 # Same numbers as the POLICY_* constants of RudderCommand.msg / AutopilotStatus.msg.
@@ -229,7 +230,9 @@ class Pilot:
             else:
                 model_inputs_fresh = False
                 self.window.clear()
-                reasons.append('feature row not finite')
+                absent = absent_fields(state.imu) if state.imu else ()
+                reasons.append(f'the IMU does not measure {", ".join(absent)}: no model can '
+                               'steer on it' if absent else 'feature row not finite')
         else:
             self.window.clear()
             reasons.append('inputs stale: ' + ', '.join(n for n in stale

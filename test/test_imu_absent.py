@@ -165,6 +165,9 @@ def test_a_model_never_steers_on_absent_imu_fields_and_the_pid_uses_the_turn_rat
     assert all(o.policy == POLICY_FALLBACK_PID for o in outs)
     assert all(math.isfinite(o.command) for o in outs)
     assert pilot.rejected_samples == 0  # the readings count: nothing was dropped
+    # The operator is told why, by name, not 'feature row not finite'.
+    assert 'the IMU does not measure roll, pitch, roll_rate, pitch_rate, accel_x' in \
+        outs[-1].reason
     # The PID's D term acts on the bridge's turn rate: the same boat turning to starboard
     # at 0.05 rad/s (z = -0.05) asks for less starboard rudder than one not turning.
     pid = PIDPilot(PIDGains())
