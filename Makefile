@@ -128,8 +128,8 @@ MODEL_NOTE := Trained in the simulator only, from its expert helmsman, on the re
 MODEL_ARGS := --epochs 12 --patience 3 --dagger 5 --dagger-seeds 3 --dagger-epochs 4 \
 	--sim-boats family --verdict-boats reference held_out --eval-seeds 2
 model: setup
-	test -d $(DEMOS)/reference || $(TRAIN) simulate --out $(DEMOS)/reference --seeds 2
-	test -d $(DEMOS)/family || $(TRAIN) simulate --out $(DEMOS)/family --seeds 8 --boats family
+	test -d $(DEMOS)/reference || { $(TRAIN) simulate --out $(DEMOS)/reference --seeds 2; }
+	test -d $(DEMOS)/family || { $(TRAIN) simulate --out $(DEMOS)/family --seeds 8 --boats family; }
 	$(TRAIN) --bags $(DEMOS) --out models/autopilot $(MODEL_ARGS) --card-note '$(MODEL_NOTE)'
 
 $(LINT_STAMP): constraints.txt
