@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
-ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages'}
+ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'record_node'}
 
 
 class BuildPy(build_py):
@@ -48,10 +48,13 @@ setup(
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
         'test': ['pytest', 'mcap'],
+        # autopilot-record (it also needs rclpy: a ROS 2 install or the ROS 2 wheels).
+        'record': ['mcap', 'pyyaml'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',
         'autopilot-train = autopilot_ros.training.cli:main',
+        'autopilot-record = autopilot_ros.record:entry',
     ]},
     cmdclass={'build_py': BuildPy},
 )
