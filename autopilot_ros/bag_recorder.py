@@ -37,6 +37,8 @@ _TYPE_NAME = re.compile(r'^([a-zA-Z0-9_]+)/(?:msg/)?([a-zA-Z0-9_]+)$')
 NS = 1_000_000_000
 METADATA_VERSION = 9  # rosbag2's metadata version in Jazzy and Kilted
 COMPRESSIONS = ('none', 'zstd', 'lz4')
+# An mcap Message record around the data: opcode, length, channel, sequence, two times.
+_MESSAGE_OVERHEAD = 1 + 8 + 2 + 4 + 8 + 8
 
 
 class RecordError(Exception):
@@ -230,6 +232,7 @@ class BagRecorder:
         self._stream: BinaryIO | None = None
         self._channels: dict[str, int] = {}
         self._last_flush = 0.0
+        self._pending = 0  # bytes of the messages in the chunk being filled
         self._open = False
 
     # -- life cycle ---------------------------------------------------------------------
@@ -259,8 +262,8 @@ class BagRecorder:
 
     @property
     def file_size(self) -> int:
-        """Bytes of the current file on disk (the chunk being filled not included)."""
-        return self._stream.tell() if self._stream is not None else 0
+        """Bytes of the current file: on disk, and the chunk being filled (uncompressed)."""
+        return (self._stream.tell() + self._pending) if self._stream is not None else 0
 
     @property
     def size(self) -> int:
@@ -305,6 +308,7 @@ class BagRecorder:
     def _sync(self) -> None:
         """Everything written so far to the disk itself, not the page cache."""
         assert self._stream is not None
+        self._pending = 0
         self._stream.flush()
         os.fsync(self._stream.fileno())
         self._last_flush = time.monotonic()
@@ -354,6 +358,7 @@ class BagRecorder:
         current.end_ns = max(current.end_ns, log_time_ns)
         current.count += 1
         self.topics[topic].count += 1
+        self._pending += len(data) + _MESSAGE_OVERHEAD
         if self.max_bag_size and self.file_size >= self.max_bag_size:
             self.split()
 
