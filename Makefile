@@ -37,7 +37,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 80 + 20 )))
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SOURCES := CMakeLists.txt package.xml $(shell find autopilot_ros training msg srv launch config \
-	resource scripts security -type f -not -path '*/__pycache__/*' 2>/dev/null)
+	resource scripts security systemd -type f -not -path '*/__pycache__/*' 2>/dev/null)
 # What the pip route installs: the package, its messages and its metadata.
 PIP_SOURCES := setup.py pyproject.toml $(shell find autopilot_ros training msg -type f \
 	-not -path '*/__pycache__/*' 2>/dev/null)

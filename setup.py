@@ -44,10 +44,10 @@ setup(
     package_dir={'autopilot_ros.training': 'training'},
     install_requires=['numpy'],
     extras_require={
-        'rpi': ['numpy', 'onnxruntime'],
+        'rpi': ['numpy', 'onnxruntime', 'sdnotify'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
-        'test': ['pytest', 'mcap'],
+        'test': ['pytest', 'mcap', 'sdnotify'],
         # autopilot-record (it also needs rclpy: a ROS 2 install or the ROS 2 wheels).
         'record': ['mcap', 'pyyaml'],
     },
