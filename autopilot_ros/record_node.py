@@ -43,7 +43,8 @@ from autopilot_ros.bag_recorder import (
 )
 
 DISCOVERY_PERIOD = 0.5  # s between looks at the graph for publishers and types
-_INFINITE = {'sec': 2147483647, 'nsec': 4294967295}  # rosbag2's infinite duration
+# RMW_DURATION_INFINITE as rmw (Jazzy and newer) and so rosbag2 write it.
+_INFINITE = {'sec': 9223372036, 'nsec': 854775807}
 
 
 @dataclass
@@ -67,7 +68,7 @@ def message_class(msgtype: str) -> Any:
 
 def _duration(value: Any) -> dict[str, int]:
     ns = int(getattr(value, 'nanoseconds', 0))
-    if ns >= 2147483647 * NS or ns < 0:
+    if ns >= 9223372036854775807 or ns < 0:
         return dict(_INFINITE)
     return {'sec': ns // NS, 'nsec': ns % NS}
 
