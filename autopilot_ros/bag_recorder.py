@@ -143,7 +143,7 @@ def adapt_request(offers: Sequence[Offer], default_reliable: bool) -> Request:
     asks again when a publisher that would not match appears.
     """
     if not offers:
-        return Request(default_reliable, False, 'no publisher yet: the topic\'s contract')
+        return Request(default_reliable, False, "no publisher yet: the topic's contract")
     reliable = all(o.reliable for o in offers)
     durable = all(o.transient_local for o in offers)
     which = 'reliable' if reliable else 'best effort'

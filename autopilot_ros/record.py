@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
                     'serialised messages as received), without rosbag2. Ctrl-C or SIGTERM '
                     'closes the bag; after a power cut what was flushed stays readable.')
     p.add_argument('topics', nargs='*', metavar='TOPIC',
-                   help='record these topics instead of the package\'s (relative names go '
+                   help="record these topics instead of the package's (relative names go "
                         'under --namespace)')
     p.add_argument('--extra', nargs='+', default=[], metavar='TOPIC',
                    help='record these topics too (their type comes from their publisher)')

@@ -221,7 +221,10 @@ class WriterThread(threading.Thread):
                     if self._stop_event.is_set():
                         break
                 if item is not None:
-                    self._handle(item)
+                    try:
+                        self._handle(item)
+                    except (RecordError, KeyError) as exc:  # one topic's problem: go on
+                        self._error(f'{type(exc).__name__}: {exc}')
                 now = time.monotonic()
                 self.recorder.tick(now)
                 if self.status_interval > 0 and now >= next_status:
@@ -237,6 +240,11 @@ class WriterThread(threading.Thread):
             if self.tty and self.status_interval > 0:
                 self.out.write('\n')
                 self.out.flush()
+
+    def _error(self, message: str) -> None:
+        if message not in self.errors:
+            self.errors.append(message)
+            self.out.write(f'\nautopilot-record: {message}\n')
 
     def _handle(self, item: tuple) -> None:
         if item[0] == 'msg':

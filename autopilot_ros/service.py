@@ -235,7 +235,7 @@ def parser() -> argparse.ArgumentParser:
                    help='launch arguments, e.g. model_path:=shipped namespace:=boat')
     p.add_argument('--print', action='store_true', help='print the unit and change nothing')
     p.add_argument('--setup', help='the ROS setup file to source (default: the workspace '
-                                   "that holds this autopilot_ros)")
+                                   'that holds this autopilot_ros)')
     p.add_argument('--user', default=DEFAULT_USER,
                    help=f'the user the service runs as, created if missing (default '
                         f'{DEFAULT_USER}; it joins {", ".join(INSTRUMENT_GROUPS)} for serial '

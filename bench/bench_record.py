@@ -85,7 +85,7 @@ def normal_rates(node: Node, tmp: Path, seconds: float = 10.0) -> list[str]:
     wait_matched(pubs.values())
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
     sent, step = 0, 0
-    while (now := time.monotonic() - t0) < seconds:
+    while time.monotonic() - t0 < seconds:
         for name, (cls, rate) in NORMAL.items():
             if step % (100 // rate) == 0:
                 pubs[name].publish(cls())

@@ -6,8 +6,8 @@ NOTIFY_SOCKET, and so does the installed autopilot node. The unit is checked by
 """
 
 import os
-import re
 from pathlib import Path
+import re
 import shutil
 import signal
 import socket
