@@ -138,7 +138,7 @@ class RecorderNode(Node):
             request = adapt_request(offers, topic.reliable)
             if current is not None:
                 self.destroy_subscription(current[0])
-                self.get_logger().warn(f'{topic.name}: a publisher does not match the QoS '
+                self.get_logger().warning(f'{topic.name}: a publisher does not match the QoS '
                                        f'asked for; subscribing again ({request.reason})')
             self._subscribe(topic.name, msgtype, request)
 

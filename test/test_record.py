@@ -478,3 +478,42 @@ def test_bad_options_are_one_line_and_the_list_shows_the_topics(tmp_path):
     assert taken.stderr.strip().splitlines() == [
         f'autopilot-record: {tmp_path / "taken"} exists already; choose another output folder']
     assert os.listdir(tmp_path / 'taken') == []
+
+
+def test_a_publisher_the_contract_would_not_match_is_recorded_all_the_same(
+        tmp_path, spinner, wait, rclpy_context):
+    """The recorder starts before anyone publishes and asks status reliably (its contract);
+    a status publisher offering only best effort then appears: the recorder asks again,
+    best effort, says so, and records it, with that publisher's QoS in metadata.yaml."""
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.serialization import deserialize_message
+
+    from autopilot_ros.msg import AutopilotStatus
+
+    bag = tmp_path / 'odd_qos'
+    proc = _start(bag, '/autopilot/status')
+    time.sleep(2.0)  # subscribed, reliable, with no publisher yet
+    node = spinner.add(Node('best_effort_status', context=rclpy_context))
+    pub = node.create_publisher(AutopilotStatus, '/autopilot/status', qos_profile_sensor_data)
+    try:
+        assert wait(lambda: pub.get_subscription_count() > 0, timeout=20)
+        time.sleep(0.5)
+        sent = []
+        for i in range(20):
+            msg = AutopilotStatus(mode='compass', target=0.1 * i)
+            pub.publish(msg)
+            sent.append(msg)
+            time.sleep(0.02)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out
+    assert 'subscribing again (1 publisher(s): best effort)' in out, out
+    stored = _recorded(bag)['/autopilot/status']  # (status has padding: see NO_PADDING)
+    assert [deserialize_message(x, AutopilotStatus) for x in stored] == sent
+    meta = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    (topic,) = meta['topics_with_message_count']
+    assert [q['reliability'] for q in topic['topic_metadata']['offered_qos_profiles']] == [
+        'best_effort']
