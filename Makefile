@@ -37,7 +37,7 @@ export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 80 + 20 )))
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 SOURCES := CMakeLists.txt package.xml $(shell find autopilot_ros training msg srv launch config \
-	resource scripts security -type f -not -path '*/__pycache__/*' 2>/dev/null)
+	resource scripts security systemd -type f -not -path '*/__pycache__/*' 2>/dev/null)
 # What the pip route installs: the package, its messages and its metadata.
 PIP_SOURCES := setup.py pyproject.toml $(shell find autopilot_ros training msg -type f \
 	-not -path '*/__pycache__/*' 2>/dev/null)
@@ -117,6 +117,7 @@ bench: setup
 	$(ROS_ENV) python -P bench/bench_control_step.py
 	$(ROS_ENV) python -P bench/bench_training.py
 	$(ROS_ENV) python -P bench/bench_instruments.py
+	$(ROS_ENV) python -P bench/bench_record.py
 
 # The shipped model, from scratch: expert demonstration bags on the reference yacht (12) and
 # on 48 boats drawn from the boat family, training, DAgger rounds on family boats, selection

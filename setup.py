@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
-ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'instruments_node'}
+ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'instruments_node', 'record_node'}
 
 
 class BuildPy(build_py):
@@ -44,17 +44,20 @@ setup(
     package_dir={'autopilot_ros.training': 'training'},
     install_requires=['numpy'],
     extras_require={
-        'rpi': ['numpy', 'onnxruntime'],
+        'rpi': ['numpy', 'onnxruntime', 'sdnotify'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
         # The instrument bridges' parsers and transports (instruments_node needs ROS).
         'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000'],
-        'test': ['pytest', 'mcap', 'hypothesis', 'pynmea2', 'pyserial', 'python-can',
+        'test': ['pytest', 'mcap', 'sdnotify', 'hypothesis', 'pynmea2', 'pyserial', 'python-can',
                  'nmea2000'],
+        # autopilot-record (it also needs rclpy: a ROS 2 install or the ROS 2 wheels).
+        'record': ['mcap', 'pyyaml'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',
         'autopilot-train = autopilot_ros.training.cli:main',
+        'autopilot-record = autopilot_ros.record:entry',
     ]},
     cmdclass={'build_py': BuildPy},
 )

@@ -70,6 +70,7 @@ from autopilot_ros.ros_messages import (
 from autopilot_ros.safety import SafetyLimits
 from autopilot_ros.srv import Steer
 from autopilot_ros.status import command_valid_for, released_output
+from autopilot_ros.systemd_notify import SystemdNotifier
 
 
 def _no_model(path: str) -> bool:
@@ -237,6 +238,8 @@ class AutopilotNode(Node):
         self._period = 1.0 / config.rate_hz
         self._tick_origin: tuple[float | None, int] = (None, -1)  # sim time, last tick
         self._ticking = True
+        # Under systemd (NOTIFY_SOCKET): READY=1 and the watchdog, from the tick.
+        self._systemd = SystemdNotifier(self.get_logger().error)
         if self.get_parameter('use_sim_time').value:
             # rclpy runs a sim-time timer only on the executor's next wake-up after /clock
             # has moved; a simulator faster than real time then outruns the pilot (measured:
@@ -554,6 +557,7 @@ class AutopilotNode(Node):
             self.get_logger().info(f'policy: {POLICY_NAMES[out.policy]}'
                                    + (f' ({out.reason})' if out.reason else ''))
             self._last_policy = out.policy
+        self._systemd.tick(f'steering: {POLICY_NAMES[out.policy]}')  # a hung tick: no ping
 
     # -- the command contract -------------------------------------------------------------
     def _command_msg(self, out, stamp) -> RudderCommand:
@@ -571,6 +575,7 @@ class AutopilotNode(Node):
         when nothing ticks any more: it takes the next sequence number.
         """
         self.stop_ticking()
+        self._systemd.stopping()
         now = self.get_clock().now()
         msg = self._command_msg(released_output(now.nanoseconds * 1e-9, reason), now.to_msg())
         self.command_pub.publish(msg)

@@ -35,11 +35,12 @@ def test_share_directory_has_launch_config_and_resources():
     assert (share / 'resource' / 'autopilot.rviz').is_file()
     for name in ('Heading', 'Wind', 'RudderAngle', 'RudderCommand', 'AutopilotStatus'):
         assert (share / 'msg' / f'{name}.msg').is_file()
+    assert (share / 'systemd' / 'autopilot_ros.service.in').is_file()  # install-service's
 
 
 def test_executables_are_where_ros2_run_looks():
     lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
-    for exe in ('autopilot_node', 'sim_node'):
+    for exe in ('autopilot_node', 'sim_node', 'autopilot-record', 'install-service'):
         assert os.access(lib / exe, os.X_OK), f'{exe} missing or not executable in {lib}'
 
 
@@ -127,7 +128,8 @@ def test_pure_modules_import_without_rclpy():
         'import autopilot_ros.conventions, autopilot_ros.features, autopilot_ros.window\n'
         'import autopilot_ros.policy, autopilot_ros.pilot, autopilot_ros.safety\n'
         'import autopilot_ros.samples, autopilot_ros.pid_pilot, autopilot_ros.sim.evaluate\n'
-        'import autopilot_ros.guards, autopilot_ros.sim.boats\n'
+        'import autopilot_ros.guards, autopilot_ros.sim.boats, autopilot_ros.bag_recorder\n'
+        'import autopilot_ros.record, autopilot_ros.service, autopilot_ros.systemd_notify\n'
         'import autopilot_ros.inputs, autopilot_ros.status, autopilot_ros.sim.loop\n'
         'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
         'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'
@@ -158,6 +160,7 @@ def test_pip_install_in_a_clean_venv_gives_the_ros_free_package(tmp_path):
         'AutopilotStatus.msg', 'Heading.msg', 'RudderAngle.msg', 'RudderCommand.msg',
         'Wind.msg']
     assert not (pkg / 'node.py').exists(), 'the pip route must leave out the rclpy node'
+    assert not (pkg / 'record_node.py').exists()
     # Its dependencies come from this interpreter's site-packages; rclpy stays blocked.
     deps = sysconfig.get_paths()['purelib']
     code = BLOCK_RCLPY + (
@@ -170,7 +173,8 @@ def test_pip_install_in_a_clean_venv_gives_the_ros_free_package(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(site))
     # The training command a laptop user types.
-    for script, option in (('autopilot-train', '--bags'), ('autopilot-eval', '--pilots')):
+    for script, option in (('autopilot-train', '--bags'), ('autopilot-eval', '--pilots'),
+                           ('autopilot-record', '--max-bag-size')):
         out = subprocess.run([str(env_dir / 'bin' / script), '--help'], capture_output=True,
                              text=True, timeout=120, env=run_env, cwd=tmp_path)
         assert out.returncode == 0 and option in out.stdout, out.stderr
@@ -179,7 +183,7 @@ def test_pip_install_in_a_clean_venv_gives_the_ros_free_package(tmp_path):
 def test_the_command_line_tools_are_on_path_after_sourcing_the_install():
     """The README's `autopilot-train` and `autopilot-eval` after `make setup`."""
     import shutil
-    for tool in ('autopilot-train', 'autopilot-eval'):
+    for tool in ('autopilot-train', 'autopilot-eval', 'autopilot-record'):
         path = shutil.which(tool)
         assert path, f'{tool} is not on PATH'
         out = subprocess.run([path, '--help'], capture_output=True, text=True, timeout=120)

@@ -60,54 +60,30 @@ def test_lockstep_simulator_runs_free_when_no_pilot_answers(tmp_path):
     assert result['scenario'] == 'recovery' and result['rms_deg'] > 10.0  # nobody steered
 
 
-def test_hand_steering_off_the_simulator_records_bags_that_train(tmp_path, rclpy_context):
+def test_hand_steering_off_the_simulator_records_bags_that_train(tmp_path):
     """The sailor's recording day, with the simulator's expert at the helm.
 
-    The node in hand steering, sim_node with helmsman:=expert, and a recorder that stores
-    the serialised messages as its DDS subscriptions hand them over (what `ros2 bag
+    The node in hand steering, sim_node with helmsman:=expert, and `autopilot-record`
+    storing the serialised messages as its DDS subscriptions hand them over (what `ros2 bag
     record` does). The bag must then give the dataset builder hand-steered windows,
     labelled with the expert's rudder, with the mode and target from autopilot/status.
     """
-    import threading
-    import time
-
     from ament_index_python.packages import get_package_prefix
-    from geometry_msgs.msg import TwistStamped
     import numpy as np
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Imu
 
-    from autopilot_ros.msg import AutopilotStatus, Heading, RudderAngle, RudderCommand, Wind
     from autopilot_ros.sim.evaluate import run_episode
     from autopilot_ros.sim.scenarios import SCENARIOS
-    from autopilot_ros.training.bags import BagWriter, read_bag
+    from autopilot_ros.training.bags import read_bag
     from autopilot_ros.training.dataset import DatasetConfig, build_recording
 
-    topics = {'/imu': Imu, '/heading': Heading, '/wind': Wind, '/speed': TwistStamped,
-              '/rudder_angle': RudderAngle, '/rudder_command': RudderCommand,
-              '/autopilot/status': AutopilotStatus}
-    writer = BagWriter(tmp_path / 'day1', 'mcap').open()
-    lock = threading.Lock()
-    recorder = Node('recorder', context=rclpy_context)
-    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
-    for topic, cls in topics.items():
-        msgtype = f'{cls.__module__.split(".")[0]}/msg/{cls.__name__}'
-
-        def store(data: bytes, topic=topic, msgtype=msgtype) -> None:
-            with lock:
-                writer.write_cdr(topic, msgtype, data, time.time_ns())
-        recorder.create_subscription(cls, topic, store, qos, raw=True)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(recorder)
-    spinning = threading.Event()
-    spinning.set()
-    thread = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05)
-                                              for _ in iter(spinning.is_set, False)])
-    thread.start()
-
     lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros'
+    recorder = subprocess.Popen([str(lib / 'autopilot-record'), '-o', str(tmp_path / 'day1'),
+                                 '--status-interval', '5'], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    started = []  # one line per topic subscribed, then:
+    while not any('autopilot-record: recording 7 topics' in x for x in started):
+        started.append(recorder.stdout.readline())
+        assert started[-1] and len(started) < 20, started
     summary = tmp_path / 'summary.json'
     node = subprocess.Popen(
         [str(lib / 'autopilot_node'), '--ros-args', '-p', 'use_sim_time:=true',
@@ -121,12 +97,10 @@ def test_hand_steering_off_the_simulator_records_bags_that_train(tmp_path, rclpy
     finally:
         node.terminate()
         node_log = node.communicate(timeout=10)[0].decode()
-        spinning.clear()
-        thread.join()
-        recorder.destroy_node()
-        with lock:
-            writer.close()
+        recorder.send_signal(signal.SIGINT)
+        recorder_log = recorder.communicate(timeout=30)[0]
     assert sim.returncode == 0, sim.stdout + sim.stderr + node_log
+    assert recorder.returncode == 0, recorder_log
 
     (result,) = json.loads(summary.read_text())['results']
     assert result['pilot'] == 'expert helmsman'
