@@ -40,14 +40,15 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.10',
     packages=['autopilot_ros', 'autopilot_ros.sim', 'autopilot_ros.training',
-              'autopilot_ros.training.bags'],
+              'autopilot_ros.training.bags', 'autopilot_ros.instruments'],
     package_dir={'autopilot_ros.training': 'training'},
     install_requires=['numpy'],
     extras_require={
         'rpi': ['numpy', 'onnxruntime'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
-        'test': ['pytest', 'mcap'],
+        'test': ['pytest', 'mcap', 'hypothesis', 'websockets'],
+        'instruments': ['websockets'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',

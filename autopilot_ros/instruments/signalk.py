@@ -9,15 +9,18 @@ schema (signalk-schema 1.8, `schemas/groups/*.json`, the version the server ship
 
 | Signal K path | spec says | reading | flip |
 |---|---|---|---|
-| navigation.headingMagnetic / headingTrue | rad | heading in [0, 2*pi) | none (wrapped) |
+| navigation.headingMagnetic, headingTrue | rad | heading, [0, 2*pi) | none (wrapped) |
 | navigation.rateOfTurn | rad/s, "+ve is change to starboard" | rate > 0 to starboard | none |
-| navigation.attitude.roll | rad, "+ve is list to starboard" | roll > 0 starboard down | none |
+| navigation.attitude.roll | rad, "+ve is list to starboard" | roll > 0 stbd down | none |
 | navigation.attitude.pitch | rad, "+ve is bow up" | pitch > 0 bow DOWN | negated |
-| navigation.attitude.yaw | rad | not used (heading has its own paths) | - |
-| environment.wind.angleApparent | rad, "negative to port" | awa > 0 from starboard | none (wrapped to (-pi, pi]) |
+| navigation.attitude.yaw | rad | not used (heading has its paths) | - |
+| environment.wind.angleApparent | rad, "negative to port" | awa > 0 from stbd | none |
 | environment.wind.speedApparent | m/s | aws | none |
 | navigation.speedThroughWater | m/s | stw | none |
-| steering.rudderAngle | rad, "+ve is rudder to Starboard" | angle > 0 turns to starboard | none |
+| steering.rudderAngle | rad, "+ve is rudder to Starboard" | > 0 turns to stbd | none |
+
+Angles outside the reading's range (a wind angle of 338 deg from a server that did not
+wrap it) are wrapped, never clipped.
 
 "Rudder to starboard" is the helm order's sense (the boat turns to starboard): the server's
 own NMEA 0183 RSA converter maps RSA's "- means turn to port" straight onto it, and its
@@ -222,7 +225,9 @@ class DeltaParser:
                  stamp: float) -> Reading | object | None:
         if path in (HEADING_MAGNETIC, HEADING_TRUE):
             heading = _number(path, value, -MAX_ANGLE, MAX_ANGLE)
-            return HeadingReading(stamp, wrap_2pi(heading), path == HEADING_TRUE)
+            if not 0.0 <= heading < TWO_PI:  # wrap only what needs it: no rounding
+                heading = wrap_2pi(heading)
+            return HeadingReading(stamp, heading, path == HEADING_TRUE)
         if path == RATE_OF_TURN:
             return TurnRateReading(stamp, _number(path, value, -math.inf, math.inf))
         if path == ATTITUDE:
@@ -234,7 +239,9 @@ class DeltaParser:
             pitch = _number(f'{path}.pitch', value['pitch'], -math.pi, math.pi)
             return AttitudeReading(stamp, roll, -pitch)  # Signal K pitch > 0 is bow UP
         if path == WIND_ANGLE:
-            angle = wrap_pi(_number(path, value, -MAX_ANGLE, MAX_ANGLE))
+            angle = _number(path, value, -MAX_ANGLE, MAX_ANGLE)
+            if not -math.pi < angle <= math.pi:
+                angle = wrap_pi(angle)
             return self._wind_half(source, 'angle', _WindHalf(angle, timestamp, stamp))
         if path == WIND_SPEED:
             speed = _number(path, value, 0.0, math.inf)
@@ -355,6 +362,7 @@ class SignalKSource:
         self.backoff = Backoff(backoff_initial, backoff_cap)
         self.stats = SignalKStats()
         self.parser = DeltaParser()
+        self._got_data = False
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self, emit: Callable[[list[Reading]], None], stop: threading.Event) -> None:
@@ -364,9 +372,9 @@ class SignalKSource:
             if not first:
                 self.stats.count('reconnects')
             first = False
-            got_data = False
+            self._got_data = False  # set once a delta arrives: the backoff starts afresh
             try:
-                got_data = self._session(emit, stop)
+                self._session(emit, stop)
             except AccessRefused as exc:
                 self._failed(str(exc), auth=True)
             except SignalKError as exc:
@@ -376,7 +384,7 @@ class SignalKSource:
             finally:
                 with self.stats.lock:
                     self.stats.connected = False
-            if got_data:
+            if self._got_data:
                 self.backoff.reset()
             if stop.wait(self.backoff.next()):
                 break
@@ -387,8 +395,8 @@ class SignalKSource:
             if auth:
                 self.stats.auth_errors += 1
 
-    def _session(self, emit: Callable[[list[Reading]], None], stop: threading.Event) -> bool:
-        """One connection; True if it delivered data (the backoff starts afresh)."""
+    def _session(self, emit: Callable[[list[Reading]], None], stop: threading.Event) -> None:
+        """One connection, until `stop` or a failure (raised)."""
         from websockets.exceptions import ConnectionClosed, InvalidStatus
         from websockets.sync.client import connect
 
@@ -408,38 +416,41 @@ class SignalKSource:
         except TimeoutError:
             raise SignalKError(f'no WebSocket handshake within {self.open_timeout:g} s '
                                '(a server that accepts and never answers?)') from None
-        got_data = False
         with ws:
             try:
-                hello = ws.recv(timeout=self.hello_timeout)
-            except TimeoutError:
-                raise SignalKError(f'connected, but no hello within {self.hello_timeout:g} s'
+                self._read(ws, emit, stop)
+            except ConnectionClosed as exc:
+                raise SignalKError(f'the server closed the stream ({_describe(exc)})'
                                    ) from None
-            self._count(self.parser.parse(hello, time.time()))
-            self._check_access()
-            ws.send(subscribe_message())
-            with self.stats.lock:
-                self.stats.connected = True
-            last_data = time.monotonic()
-            while not stop.is_set():
-                try:
-                    message = ws.recv(timeout=0.25)
-                except TimeoutError:
-                    if time.monotonic() - last_data > self.silence_timeout:
-                        raise SignalKError(
-                            f'no data for {self.silence_timeout:g} s: reconnecting') from None
-                    continue
-                except ConnectionClosed as exc:
-                    raise SignalKError(f'the server closed the stream ({_describe(exc)})'
-                                       ) from None
-                result = self.parser.parse(message, time.time())
-                self._count(result)
-                if result.is_delta:
-                    last_data = time.monotonic()
-                    got_data = True
-                if result.readings:
-                    self._emit(emit, result.readings)
-        return got_data
+
+    def _read(self, ws: Any, emit: Callable[[list[Reading]], None],
+              stop: threading.Event) -> None:
+        try:
+            hello = ws.recv(timeout=self.hello_timeout)
+        except TimeoutError:
+            raise SignalKError(f'connected, but no hello within {self.hello_timeout:g} s'
+                               ) from None
+        self._count(self.parser.parse(hello, time.time()))
+        self._check_access()
+        ws.send(subscribe_message())
+        with self.stats.lock:
+            self.stats.connected = True
+        last_data = time.monotonic()
+        while not stop.is_set():
+            try:
+                message = ws.recv(timeout=0.25)
+            except TimeoutError:
+                if time.monotonic() - last_data > self.silence_timeout:
+                    raise SignalKError(
+                        f'no data for {self.silence_timeout:g} s: reconnecting') from None
+                continue
+            result = self.parser.parse(message, time.time())
+            self._count(result)
+            if result.is_delta:
+                last_data = time.monotonic()
+                self._got_data = True
+            if result.readings:
+                self._emit(emit, result.readings)
 
     def _count(self, result: ParseResult) -> None:
         stats = self.stats
