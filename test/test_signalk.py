@@ -405,6 +405,26 @@ def test_sim_deltas_through_the_real_server(n2k_server):
         [-0.01 * k for k in range(5)])
 
 
+def test_simulator_through_the_server_to_the_source(n2k_server):
+    """The demo-style chain: the simulator sailing (signalk_out's command line) -> the real
+    server -> the source, beside the server's own N2K playback."""
+    from autopilot_ros.sim.signalk_out import main
+
+    source = SignalKSource(n2k_server.url)
+    with Collector(source) as c:
+        assert c.wait(lambda: source.stats.connected)
+        time.sleep(0.5)
+        assert main(['--url', n2k_server.url, '--scenario', 'beam_reach', '--duration', '4',
+                     '--real-time-factor', '8']) == 0
+        assert c.wait(lambda: len([r for r in c.of(HeadingReading) if not r.true_north])
+                      >= 20)
+    sim_headings = [r.heading for r in c.of(HeadingReading) if not r.true_north]
+    assert 0.0 <= min(sim_headings) and max(sim_headings) < 2 * math.pi
+    assert len(c.of(AttitudeReading)) >= 20 and len(c.of(RudderReading)) >= 20
+    assert all(abs(r.roll) < 0.6 for r in c.of(AttitudeReading))  # heeled, not capsized
+    assert source.stats.parse_errors == 0
+
+
 def test_token_accepted_and_refused(tmp_path_factory):
     server = _server(tmp_path_factory, sample='n2k', security=True)
     try:

@@ -33,6 +33,7 @@ import datetime
 import json
 import math
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -149,6 +150,8 @@ class SignalKFeed:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from websockets.exceptions import WebSocketException
+
     from autopilot_ros.sim.helmsman import ExpertHelmsman
     from autopilot_ros.sim.loop import ClosedLoop
     from autopilot_ros.sim.scenarios import SCENARIOS
@@ -211,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f'\rsim {loop.sim.time:6.1f} s, {sent} deltas', end='', flush=True)
     except KeyboardInterrupt:
         pass
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, WebSocketException) as exc:
         print(f'\nsignalk_out: {url}: {exc}', file=sys.stderr)
         return 1
     finally:
         if server is not None:
             server.close()
+            shutil.rmtree(server.config_dir, ignore_errors=True)
     print(f'\nsent {sent} deltas over {loop.sim.time:.1f} sim s')
     return 0
 
