@@ -124,7 +124,7 @@ $(CORE_STAMP): $(PIP_SOURCES) constraints.txt
 	$(CORE_VENV)/bin/pip install -q -c constraints.txt '.[train,test]'
 	touch $@
 
-test-core: $(CORE_STAMP)
+test-core: $(CORE_STAMP) signalk-server
 	env -u PYTHONPATH -u AMENT_PREFIX_PATH -u CMAKE_PREFIX_PATH -u COLCON_PREFIX_PATH \
 		-u LD_LIBRARY_PATH $(CORE_VENV)/bin/pytest -m 'not dds'
 

@@ -47,8 +47,8 @@ setup(
         'rpi': ['numpy', 'onnxruntime'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
-        'test': ['pytest', 'mcap', 'hypothesis', 'websockets'],
-        'instruments': ['websockets'],
+        'test': ['pytest', 'mcap', 'hypothesis', 'websockets>=15'],
+        'instruments': ['websockets>=15'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',

@@ -171,6 +171,13 @@ def test_stream_url_and_subscription():
     assert [s['path'] for s in subscription['subscribe']] == list(PATHS)
 
 
+def test_a_websockets_too_old_for_the_client_is_one_clear_message(monkeypatch):
+    import websockets
+    monkeypatch.setattr(websockets, '__version__', '10.4')  # Debian 12's, Ubuntu 24.04's
+    with pytest.raises(RuntimeError, match='needs websockets >= 15, found 10.4: pip install'):
+        SignalKSource('ws://127.0.0.1:3000')
+
+
 def test_backoff_doubles_up_to_the_cap_and_resets():
     backoff = Backoff(0.5, 4.0)
     assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]

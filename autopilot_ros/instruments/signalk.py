@@ -87,6 +87,9 @@ MAX_ANGLE = TWO_PI
 MAX_RUDDER = math.pi / 2
 
 STREAM_PATH = '/signalk/v1/stream'
+# The sync client with `proxy=` (websockets 15); Debian 12's and Ubuntu 24.04's
+# python3-websockets (10.4) has no sync client at all: pip install 'websockets>=15'.
+MIN_WEBSOCKETS = (15, 0)
 LOGIN_STATUS_PATH = '/skServer/loginStatus'
 
 
@@ -309,6 +312,22 @@ def stream_url(url: str) -> str:
     return urllib.parse.urlunsplit((scheme, netloc, path, urllib.parse.urlencode(query), ''))
 
 
+def check_websockets() -> None:
+    """Raise RuntimeError saying what to install when `websockets` is missing or too old."""
+    try:
+        import websockets
+    except ImportError:
+        raise RuntimeError('the Signal K source needs the websockets package: '
+                           "pip install 'websockets>=15'") from None
+    try:
+        version = tuple(int(x) for x in websockets.__version__.split('.')[:2])
+    except ValueError:
+        return  # a development build: let it try
+    if version < MIN_WEBSOCKETS:
+        raise RuntimeError(f'the Signal K source needs websockets >= 15, found '
+                           f"{websockets.__version__}: pip install 'websockets>=15'")
+
+
 class SignalKError(Exception):
     """A failure of one connection, with the message the diagnostics show."""
 
@@ -355,6 +374,7 @@ class SignalKSource:
                  ping_timeout: float = 5.0, silence_timeout: float = 30.0,
                  backoff_initial: float = 0.5, backoff_cap: float = 30.0) -> None:
         self.url = stream_url(url)
+        check_websockets()
         self.token = token.strip()
         self.open_timeout, self.hello_timeout = open_timeout, hello_timeout
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
