@@ -52,10 +52,43 @@ def parse(*values, **kwargs):
 
 # -- the parser: the specification's signs ----------------------------------------------
 def test_heading_magnetic_and_true_are_wrapped_and_flagged():
-    r = parse(('navigation.headingMagnetic', -0.5), ('navigation.headingTrue', 1.0))
-    assert r.readings == [HeadingReading(100.0, 2 * math.pi - 0.5, False),
-                          HeadingReading(100.0, 1.0, True)]
-    assert r.errors == 0
+    assert parse(('navigation.headingMagnetic', -0.5)).readings == [
+        HeadingReading(100.0, 2 * math.pi - 0.5, False)]
+    assert parse(('navigation.headingTrue', 1.0)).readings == [HeadingReading(100.0, 1.0, True)]
+
+
+def test_one_heading_at_a_time_never_alternating_between_instruments():
+    """Magnetic and true (or two compasses) differ by the variation (or deviation):
+    alternating between them would be a heading that jumps. The first holds until silent
+    for SOURCE_SWITCH_S; the others are ignored, counted."""
+    parser = DeltaParser()
+    magnetic = parser.parse(delta(('navigation.headingMagnetic', 1.0)), 10.0)
+    both = parser.parse(delta(('navigation.headingTrue', 1.1), ('navigation.headingMagnetic',
+                                                                  1.01)), 10.5)
+    assert magnetic.readings == [HeadingReading(10.0, 1.0, False)]
+    assert both.readings == [HeadingReading(10.5, 1.01, False)] and both.ignored == 1
+    other_compass = parser.parse(delta(('navigation.headingMagnetic', 1.3), source='b'), 11.0)
+    assert other_compass.readings == [] and other_compass.ignored == 1
+    assert parser.held_by('heading') == ('navigation.headingMagnetic', 'n2k.115')
+    # The first compass falls silent for over 2 s: the next one takes over.
+    later = parser.parse(delta(('navigation.headingTrue', 1.1)), 13.0)
+    assert later.readings == [HeadingReading(13.0, 1.1, True)]
+    # Told which: only that path, whichever comes first.
+    true_only = DeltaParser(heading='true')
+    r = true_only.parse(delta(('navigation.headingMagnetic', 1.0), ('navigation.headingTrue',
+                                                                      1.1)), 1.0)
+    assert r.readings == [HeadingReading(1.0, 1.1, True)] and r.ignored == 1
+    with pytest.raises(ValueError, match="heading 'compass' is not one of"):
+        DeltaParser(heading='compass')
+
+
+def test_one_wind_instrument_at_a_time():
+    parser = DeltaParser()
+    a = parser.parse(delta(('environment.wind.angleApparent', 0.5),
+                           ('environment.wind.speedApparent', 6.0), source='mast'), 1.0)
+    b = parser.parse(delta(('environment.wind.angleApparent', -0.5),
+                           ('environment.wind.speedApparent', 9.0), source='spare'), 1.1)
+    assert a.readings == [WindReading(1.0, 0.5, 6.0)] and b.readings == [] and b.ignored == 2
 
 
 def test_rate_of_turn_positive_to_starboard_unchanged():
@@ -125,7 +158,8 @@ def test_hello_gives_the_self_context_and_other_vessels_are_ignored():
     ([('navigation.headingTrue', 200.0)], 1, 0),  # degrees sent as radians
     ([('environment.wind.speedApparent', -1.0)], 1, 0),
     ([('steering.rudderAngle', 2.0)], 1, 0),
-    ([('navigation.attitude', {'roll': 0.1})], 1, 0),
+    ([('navigation.attitude', {'roll': 0.1})], 0, 1),  # roll-only: no partial reading
+    ([('navigation.attitude', {'roll': 0.1, 'pitch': None})], 0, 1),
     ([('navigation.attitude', [0.1, 0.2])], 1, 0),
     ([('navigation.attitude', {'roll': 0.1, 'pitch': 'x'})], 1, 0),
     ([('navigation.position', {'latitude': 60.1, 'longitude': 24.7})], 0, 1),
@@ -417,7 +451,7 @@ def test_simulator_through_the_server_to_the_source(n2k_server):
     server -> the source, beside the server's own N2K playback."""
     from autopilot_ros.sim.signalk_out import main
 
-    source = SignalKSource(n2k_server.url)
+    source = SignalKSource(n2k_server.url, heading='magnetic')  # the recording's is true
     with Collector(source) as c:
         assert c.wait(lambda: source.stats.connected)
         time.sleep(0.5)
@@ -425,7 +459,8 @@ def test_simulator_through_the_server_to_the_source(n2k_server):
                      '--real-time-factor', '8']) == 0
         assert c.wait(lambda: len([r for r in c.of(HeadingReading) if not r.true_north])
                       >= 20)
-    sim_headings = [r.heading for r in c.of(HeadingReading) if not r.true_north]
+    assert all(not r.true_north for r in c.of(HeadingReading))
+    sim_headings = [r.heading for r in c.of(HeadingReading)]
     assert 0.0 <= min(sim_headings) and max(sim_headings) < 2 * math.pi
     assert len(c.of(AttitudeReading)) >= 20 and len(c.of(RudderReading)) >= 20
     assert all(abs(r.roll) < 0.6 for r in c.of(AttitudeReading))  # heeled, not capsized

@@ -78,8 +78,15 @@ RUDDER_ANGLE = 'steering.rudderAngle'
 PATHS = (HEADING_MAGNETIC, HEADING_TRUE, RATE_OF_TURN, ATTITUDE, WIND_ANGLE, WIND_SPEED,
          SPEED_THROUGH_WATER, RUDDER_ANGLE)
 
+PATH_KIND = {HEADING_MAGNETIC: 'heading', HEADING_TRUE: 'heading',
+             RATE_OF_TURN: 'turn_rate', ATTITUDE: 'attitude', WIND_ANGLE: 'wind',
+             WIND_SPEED: 'wind', SPEED_THROUGH_WATER: 'speed', RUDDER_ANGLE: 'rudder'}
+HEADING_CHOICES = ('auto', 'magnetic', 'true')
+
 # Wind angle and speed from one source pair up if received this close together (s).
 WIND_PAIR_S = 1.0
+# A source that holds a kind of reading keeps it until silent this long (s).
+SOURCE_SWITCH_S = 2.0
 # What a quantity can be at all, in Signal K's units; beyond it a value is a fault (an
 # angle in degrees where radians belong), not a reading. Plausible spans for a boat are the
 # node's business (plausible.*), not the parser's.
@@ -147,13 +154,36 @@ class _WindHalf:
 class DeltaParser:
     """Signal K JSON (hello and delta messages) in, readings out; no I/O, never raises.
 
-    Keeps only what pairing the wind needs (the latest unpaired angle or speed per
+    One instrument per kind of reading: a server passes on every source of a path (two
+    compasses, a compass and a GPS-derived true heading, magnetic and true from one
+    compass plus a plugin), and alternating between them would make the heading jump by
+    the variation or the deviation. The first source (and, for the heading, the first
+    path, unless `heading` is 'magnetic' or 'true') of a kind holds it until it has been
+    silent for `SOURCE_SWITCH_S`; the others are ignored (counted) meanwhile.
+
+    Keeps only that, what pairing the wind needs (the latest unpaired angle or speed per
     `$source`) and the server's self context from its hello.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, heading: str = 'auto') -> None:
+        if heading not in HEADING_CHOICES:
+            raise ValueError(f"heading '{heading}' is not one of {', '.join(HEADING_CHOICES)}")
+        self.heading = heading
         self.self_context: str | None = None
         self._wind: dict[str, dict[str, _WindHalf]] = {}
+        self._held: dict[str, tuple[tuple[str, str], float]] = {}  # kind -> (key, last seen)
+
+    def held_by(self, kind: str) -> tuple[str, str] | None:
+        """The (path, $source) that holds a kind of reading now, if any."""
+        held = self._held.get(kind)
+        return held[0] if held else None
+
+    def _holds(self, kind: str, key: tuple[str, str], stamp: float) -> bool:
+        held = self._held.get(kind)
+        if held is not None and held[0] != key and abs(stamp - held[1]) <= SOURCE_SWITCH_S:
+            return False
+        self._held[kind] = (key, stamp)
+        return True
 
     def parse(self, message: str | bytes, stamp: float) -> ParseResult:
         """Parse one message received at `stamp` (this machine's clock, seconds)."""
@@ -226,34 +256,44 @@ class DeltaParser:
 
     def _reading(self, path: str, value: Any, source: str, timestamp: str | None,
                  stamp: float) -> Reading | object | None:
-        if path in (HEADING_MAGNETIC, HEADING_TRUE):
+        kind = PATH_KIND.get(path)
+        if kind is None:
+            return _IGNORED
+        reading: Reading
+        if kind == 'heading':
             heading = _number(path, value, -MAX_ANGLE, MAX_ANGLE)
+            if self.heading != 'auto' and (path == HEADING_TRUE) != (self.heading == 'true'):
+                return _IGNORED
             if not 0.0 <= heading < TWO_PI:  # wrap only what needs it: no rounding
                 heading = wrap_2pi(heading)
-            return HeadingReading(stamp, heading, path == HEADING_TRUE)
-        if path == RATE_OF_TURN:
-            return TurnRateReading(stamp, _number(path, value, -math.inf, math.inf))
-        if path == ATTITUDE:
+            reading = HeadingReading(stamp, heading, path == HEADING_TRUE)
+        elif kind == 'turn_rate':
+            reading = TurnRateReading(stamp, _number(path, value, -math.inf, math.inf))
+        elif kind == 'attitude':
             if not isinstance(value, dict):
                 raise BadValue(f'{path}: expected an object with roll and pitch')
             if value.get('roll') is None or value.get('pitch') is None:
-                raise BadValue(f'{path}: roll or pitch missing')
+                return _IGNORED  # not available (a roll-only sensor): no partial reading
             roll = _number(f'{path}.roll', value['roll'], -math.pi, math.pi)
             pitch = _number(f'{path}.pitch', value['pitch'], -math.pi, math.pi)
-            return AttitudeReading(stamp, roll, -pitch)  # Signal K pitch > 0 is bow UP
-        if path == WIND_ANGLE:
-            angle = _number(path, value, -MAX_ANGLE, MAX_ANGLE)
-            if not -math.pi < angle <= math.pi:
-                angle = wrap_pi(angle)
-            return self._wind_half(source, 'angle', _WindHalf(angle, timestamp, stamp))
-        if path == WIND_SPEED:
-            speed = _number(path, value, 0.0, math.inf)
-            return self._wind_half(source, 'speed', _WindHalf(speed, timestamp, stamp))
-        if path == SPEED_THROUGH_WATER:
-            return SpeedReading(stamp, _number(path, value, -math.inf, math.inf))
-        if path == RUDDER_ANGLE:
-            return RudderReading(stamp, _number(path, value, -MAX_RUDDER, MAX_RUDDER))
-        return _IGNORED
+            reading = AttitudeReading(stamp, roll, -pitch)  # Signal K pitch > 0 is bow UP
+        elif kind == 'wind':
+            if path == WIND_ANGLE:
+                number = _number(path, value, -MAX_ANGLE, MAX_ANGLE)
+                if not -math.pi < number <= math.pi:
+                    number = wrap_pi(number)
+            else:
+                number = _number(path, value, 0.0, math.inf)
+            if not self._holds(kind, ('', source), stamp):
+                return _IGNORED
+            half = 'angle' if path == WIND_ANGLE else 'speed'
+            return self._wind_half(source, half, _WindHalf(number, timestamp, stamp))
+        elif kind == 'speed':
+            reading = SpeedReading(stamp, _number(path, value, -math.inf, math.inf))
+        else:
+            reading = RudderReading(stamp, _number(path, value, -MAX_RUDDER, MAX_RUDDER))
+        key = (path if kind == 'heading' else '', source)
+        return reading if self._holds(kind, key, stamp) else _IGNORED
 
     def _wind_half(self, source: str, half: str, new: _WindHalf) -> WindReading | None:
         """Store one half; a reading once its partner from the same source is there."""
@@ -364,7 +404,8 @@ class SignalKSource:
 
     `url` is the server (`ws://localhost:3000` on an OpenPlotter Pi); `token` an access
     token for a server with security on (a device token approved in its admin page, or one
-    from `signalk-generate-token`). The timeouts are seconds.
+    from `signalk-generate-token`). The timeouts are seconds. `heading`: 'auto' (the first
+    heading path seen holds), 'magnetic' or 'true' (only that path is read).
     """
 
     name = 'signalk'
@@ -372,7 +413,8 @@ class SignalKSource:
     def __init__(self, url: str, token: str = '', *, open_timeout: float = 5.0,
                  hello_timeout: float = 5.0, ping_interval: float = 5.0,
                  ping_timeout: float = 5.0, silence_timeout: float = 30.0,
-                 backoff_initial: float = 0.5, backoff_cap: float = 30.0) -> None:
+                 backoff_initial: float = 0.5, backoff_cap: float = 30.0,
+                 heading: str = 'auto') -> None:
         self.url = stream_url(url)
         check_websockets()
         self.token = token.strip()
@@ -381,7 +423,7 @@ class SignalKSource:
         self.silence_timeout = silence_timeout
         self.backoff = Backoff(backoff_initial, backoff_cap)
         self.stats = SignalKStats()
-        self.parser = DeltaParser()
+        self.parser = DeltaParser(heading)
         self._got_data = False
 
     # -- the loop ---------------------------------------------------------------------------
