@@ -510,6 +510,29 @@ def test_server_killed_and_restarted_the_source_reconnects(tmp_path_factory):
         server.close()
 
 
+def test_a_hung_server_is_found_by_the_heartbeat(n2k_server):
+    """SIGSTOP: the server neither answers nor closes; the pings find it, SIGCONT heals."""
+    import os
+    import signal
+
+    source = SignalKSource(n2k_server.url, ping_interval=0.5, ping_timeout=0.5,
+                           open_timeout=1.0, backoff_initial=0.1, backoff_cap=0.5)
+    with Collector(source) as c:
+        assert c.wait(lambda: len(c.readings) >= 2), source.stats
+        os.killpg(n2k_server.process.pid, signal.SIGSTOP)
+        try:
+            assert c.wait(lambda: 'no answer to the heartbeat within 0.5 s' in
+                          source.stats.last_error, timeout=20), source.stats
+            # (the retry then times out on the opening handshake, and says so)
+            assert c.wait(lambda: 'no WebSocket handshake' in source.stats.last_error,
+                          timeout=20), source.stats
+        finally:
+            os.killpg(n2k_server.process.pid, signal.SIGCONT)
+        before = len(c.readings)
+        assert c.wait(lambda: len(c.readings) > before + 2, timeout=60), source.stats
+    assert source.stats.connected is False  # stopped by the test, not lost
+
+
 # -- servers that do not behave --------------------------------------------------------------
 @pytest.fixture
 def silent_listener():

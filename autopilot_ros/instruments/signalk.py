@@ -482,6 +482,11 @@ class SignalKSource:
             try:
                 self._read(ws, emit, stop)
             except ConnectionClosed as exc:
+                sent = exc.sent
+                if sent is not None and sent.code == 1011 and 'keepalive' in sent.reason:
+                    raise SignalKError(
+                        f'no answer to the heartbeat within {self.ping_timeout:g} s '
+                        '(a hung server or a lost link)') from None
                 raise SignalKError(f'the server closed the stream ({_describe(exc)})'
                                    ) from None
 
