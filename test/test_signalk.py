@@ -212,6 +212,17 @@ def test_a_websockets_too_old_for_the_client_is_one_clear_message(monkeypatch):
         SignalKSource('ws://127.0.0.1:3000')
 
 
+@pytest.mark.parametrize('kwargs, message', [
+    ({'open_timeout': 0}, 'open_timeout must be a number of seconds > 0'),
+    ({'ping_timeout': math.nan}, 'ping_timeout must be'),
+    ({'backoff_initial': 5.0, 'backoff_cap': 1.0}, 'backoff_cap must be >= backoff_initial'),
+    ({'heading': 'gyro'}, "heading 'gyro' is not one of auto, magnetic, true"),
+])
+def test_bad_settings_are_one_clear_message(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SignalKSource('ws://127.0.0.1:3000', **kwargs)
+
+
 def test_backoff_doubles_up_to_the_cap_and_resets():
     backoff = Backoff(0.5, 4.0)
     assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]

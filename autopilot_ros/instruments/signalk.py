@@ -416,6 +416,16 @@ class SignalKSource:
                  backoff_initial: float = 0.5, backoff_cap: float = 30.0,
                  heading: str = 'auto') -> None:
         self.url = stream_url(url)
+        timeouts = {'open_timeout': open_timeout, 'hello_timeout': hello_timeout,
+                    'ping_interval': ping_interval, 'ping_timeout': ping_timeout,
+                    'silence_timeout': silence_timeout, 'backoff_initial': backoff_initial,
+                    'backoff_cap': backoff_cap}
+        for key, value in timeouts.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f'Signal K source: {key} must be a number of seconds > 0, '
+                                 f'got {value!r}')
+        if backoff_cap < backoff_initial:
+            raise ValueError('Signal K source: backoff_cap must be >= backoff_initial')
         check_websockets()
         self.token = token.strip()
         self.open_timeout, self.hello_timeout = open_timeout, hello_timeout
