@@ -503,6 +503,35 @@ def test_token_accepted_and_refused(tmp_path_factory):
         server.close()
 
 
+@pytest.mark.parametrize('tls', ['rsa2048', 'server'])
+def test_tls_with_a_pinned_certificate(tmp_path_factory, tls):
+    """wss: a self-signed certificate (CN localhost) given as ca_file is trusted (pinned);
+    none given, it is refused with a named error. signalk-server's own certificate has a
+    1024-bit key that OpenSSL 3 refuses even pinned: a named error too, never silence."""
+    server = _server(tmp_path_factory, sample='n2k', tls=tls)
+    try:
+        assert server.url.startswith('wss://') and server.certificate.is_file()
+        fast = {'backoff_initial': 0.1, 'backoff_cap': 0.2}
+        pinned = SignalKSource(server.url, ca_file=str(server.certificate), **fast)
+        with Collector(pinned) as c:
+            if tls == 'rsa2048':
+                assert c.wait(lambda: len(c.of(HeadingReading)) >= 1), pinned.stats
+            else:
+                assert c.wait(lambda: pinned.stats.reconnects >= 2), pinned.stats
+        if tls == 'server':
+            assert c.readings == []
+            assert 'key too weak' in pinned.stats.last_error
+        untrusted = SignalKSource(server.url, **fast)
+        with Collector(untrusted) as c:
+            assert c.wait(lambda: untrusted.stats.reconnects >= 2), untrusted.stats
+        assert c.readings == []
+        assert 'TLS certificate of the server is not trusted' in untrusted.stats.last_error
+    finally:
+        server.close()
+    with pytest.raises(ValueError, match="ca_file '/nonexistent.pem'"):
+        SignalKSource(server.url, ca_file='/nonexistent.pem')
+
+
 def test_server_killed_and_restarted_the_source_reconnects(tmp_path_factory):
     server = _server(tmp_path_factory, sample='n2k')
     try:

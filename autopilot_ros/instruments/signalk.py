@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 import json
 import math
+import ssl
 import threading
 import time
 from typing import Any
@@ -352,6 +353,20 @@ def stream_url(url: str) -> str:
     return urllib.parse.urlunsplit((scheme, netloc, path, urllib.parse.urlencode(query), ''))
 
 
+def tls_context(ca_file: str = '') -> ssl.SSLContext:
+    """The system's authorities and host name check, or trust in exactly `ca_file`'s
+    certificate (a boat's self-signed one names 'localhost', not the Pi: pinned, the host
+    name does not matter). A missing or unreadable file is a ValueError saying so."""
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"Signal K ca_file '{ca_file}': {exc}") from None
+    context.check_hostname = False
+    return context
+
+
 def check_websockets() -> None:
     """Raise RuntimeError saying what to install when `websockets` is missing or too old."""
     try:
@@ -405,7 +420,10 @@ class SignalKSource:
     `url` is the server (`ws://localhost:3000` on an OpenPlotter Pi); `token` an access
     token for a server with security on (a device token approved in its admin page, or one
     from `signalk-generate-token`). The timeouts are seconds. `heading`: 'auto' (the first
-    heading path seen holds), 'magnetic' or 'true' (only that path is read).
+    heading path seen holds), 'magnetic' or 'true' (only that path is read). `ca_file`
+    (wss only): the certificate to trust, e.g. the self-signed `~/.signalk/ssl-cert.pem`
+    signalk-server makes (pinned: then the host name is not checked, the certificate is);
+    without it, the system's authorities and the host name are checked.
     """
 
     name = 'signalk'
@@ -414,7 +432,7 @@ class SignalKSource:
                  hello_timeout: float = 5.0, ping_interval: float = 5.0,
                  ping_timeout: float = 5.0, silence_timeout: float = 30.0,
                  backoff_initial: float = 0.5, backoff_cap: float = 30.0,
-                 heading: str = 'auto') -> None:
+                 heading: str = 'auto', ca_file: str = '') -> None:
         self.url = stream_url(url)
         timeouts = {'open_timeout': open_timeout, 'hello_timeout': hello_timeout,
                     'ping_interval': ping_interval, 'ping_timeout': ping_timeout,
@@ -427,6 +445,7 @@ class SignalKSource:
         if backoff_cap < backoff_initial:
             raise ValueError('Signal K source: backoff_cap must be >= backoff_initial')
         check_websockets()
+        self.ssl_context = tls_context(ca_file) if self.url.startswith('wss:') else None
         self.token = token.strip()
         self.open_timeout, self.hello_timeout = open_timeout, hello_timeout
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
@@ -476,7 +495,8 @@ class SignalKSource:
         try:
             ws = connect(self.url, additional_headers=headers, open_timeout=self.open_timeout,
                          ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
-                         close_timeout=1.0, proxy=None, max_size=2 ** 20)
+                         close_timeout=1.0, proxy=None, max_size=2 ** 20,
+                         ssl=self.ssl_context)
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
@@ -485,6 +505,9 @@ class SignalKSource:
                     + ('give a valid token' if not self.token else 'the token is invalid, '
                        'expired or of a removed user or device')) from None
             raise SignalKError(f'the server refused the WebSocket (HTTP {status})') from None
+        except ssl.SSLCertVerificationError as exc:
+            raise SignalKError('the TLS certificate of the server is not trusted '
+                               f'({exc.verify_message}): give it as ca_file') from None
         except TimeoutError:
             raise SignalKError(f'no WebSocket handshake within {self.open_timeout:g} s '
                                '(a server that accepts and never answers?)') from None
@@ -561,7 +584,10 @@ class SignalKSource:
         request = urllib.request.Request(url, headers={'Accept': 'application/json'})
         if self.token:
             request.add_header('Authorization', f'Bearer {self.token}')
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers: list = [urllib.request.ProxyHandler({})]
+        if self.ssl_context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=self.ssl_context))
+        opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(request, timeout=self.hello_timeout) as response:
                 status = json.loads(response.read(65536))

@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -77,7 +78,8 @@ class LocalSignalKServer:
     """One signalk-server process on a loopback port of its own; `start`, `kill`, `close`."""
 
     def __init__(self, config_dir: pathlib.Path, *, sample: str | None = 'n2k',
-                 security: bool = False, server_dir: pathlib.Path | None = None) -> None:
+                 security: bool = False, tls: str = '',
+                 server_dir: pathlib.Path | None = None) -> None:
         if sample is not None and sample not in SAMPLES:
             raise ValueError(f"sample '{sample}' is not one of {', '.join(SAMPLES)}")
         self.node = check_node()
@@ -86,6 +88,12 @@ class LocalSignalKServer:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.sample = sample
         self.security = security
+        # '': plain HTTP and ws. 'server': HTTPS and wss with the certificate the server
+        # makes itself (a 1024-bit RSA key, which OpenSSL 3 refuses). 'rsa2048': with one
+        # made here by openssl, as a boat should have.
+        if tls not in ('', 'server', 'rsa2048'):
+            raise ValueError(f"tls '{tls}' is not one of '', 'server', 'rsa2048'")
+        self.tls = tls
         self.token = ''
         self.log_path = self.config_dir / 'server.log'
         self.process: subprocess.Popen | None = None
@@ -96,14 +104,21 @@ class LocalSignalKServer:
         self._write_settings()
         if security:
             self._write_security()
+        if tls == 'rsa2048':
+            self._write_certificate()
 
     @property
     def url(self) -> str:
-        return f'ws://127.0.0.1:{self.port}'
+        return f'{"wss" if self.tls else "ws"}://127.0.0.1:{self.port}'
 
     @property
     def http_url(self) -> str:
-        return f'http://127.0.0.1:{self.port}'
+        return f'{"https" if self.tls else "http"}://127.0.0.1:{self.port}'
+
+    @property
+    def certificate(self) -> pathlib.Path:
+        """The self-signed certificate the server writes on its first start with TLS."""
+        return self.config_dir / 'ssl-cert.pem'
 
     def sample_file(self) -> pathlib.Path:
         if self.sample is None:
@@ -121,13 +136,24 @@ class LocalSignalKServer:
                     'subOptions': {'dataType': data_type,
                                    'filename': str(self.sample_file())}}}]})
         settings = {
-            'mdns': False, 'ssl': False, 'pipedProviders': providers,
+            'mdns': False, 'ssl': bool(self.tls), 'pipedProviders': providers,
             'interfaces': {'tcp': False, 'nmea-tcp': False, 'appstore': False,
                            'mfd_webapp': False},
         }
         if self.security:
             settings['security'] = {'strategy': './tokensecurity'}
         (self.config_dir / 'settings.json').write_text(json.dumps(settings, indent=2))
+
+    def _write_certificate(self) -> None:
+        """A self-signed RSA-2048 certificate for localhost, where the server looks first."""
+        done = subprocess.run(
+            ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30',
+             '-subj', '/CN=localhost', '-keyout', str(self.config_dir / 'ssl-key.pem'),
+             '-out', str(self.certificate)], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise SignalKServerUnavailable(f'openssl failed: {done.stderr.strip()[:200]}')
+        for name in ('ssl-key.pem', 'ssl-cert.pem'):  # the server insists on 0600
+            (self.config_dir / name).chmod(0o600)
 
     def _write_security(self) -> None:
         """Security on, no read-only access without a token, one read-only user."""
@@ -185,7 +211,13 @@ class LocalSignalKServer:
                            f'{self.log_tail()}')
 
     def answers(self) -> bool:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers: list = [urllib.request.ProxyHandler({})]
+        if self.tls:  # up or not is all this asks; the tests check the certificate
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(f'{self.http_url}/signalk', timeout=1.0) as response:
                 return response.status == 200
