@@ -44,7 +44,7 @@ PIP_SOURCES := setup.py pyproject.toml $(shell find autopilot_ros training msg -
 # Run inside the venv with the built package sourced.
 ROS_ENV := source install/env.bash &&
 
-.PHONY: help setup test test-core demo bench lint mutation model clean
+.PHONY: help setup test test-core demo bench lint mutation model clean signalk-server
 help:
 	@echo 'make demo   set up, then steer the simulated boat with the shipped model'
 	@echo 'make test   set up, then run the whole test suite'
@@ -53,6 +53,7 @@ help:
 	@echo 'make bench  run the benchmarks under bench/'
 	@echo 'make model  reproduce the shipped model: expert bags, training, DAgger, verdict'
 	@echo 'make lint   ruff (in a small venv of its own, no setup)'
+	@echo 'make signalk-server  install the pinned signalk-server from npm (make test needs it)'
 	@echo 'make mutation  mutation testing of the pure core (slow, not in make test): docs/mutation.md'
 
 setup: $(BUILD_STAMP) $(ENV_SCRIPT)
@@ -87,8 +88,25 @@ $(ENV_SCRIPT): $(BUILD_STAMP) Makefile
 		'export ROS_AUTOMATIC_DISCOVERY_RANGE=$${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}' \
 		> $@
 
-test: setup
+test: setup signalk-server
 	$(ROS_ENV) pytest
+
+# The Signal K bridge's tests and bench run the real signalk-server from npm, the whole tree
+# pinned by tools/signalk-server/package-lock.json, in a cache of its own (found there by
+# autopilot_ros/instruments/signalk_server.py). Without Node.js this says so and those tests
+# skip, naming the reason. 2.23.0: the newest release that runs on Node 20 (2.32 needs 22).
+SIGNALK_DIR ?= $(CACHE)/signalk-server
+SIGNALK_STAMP := $(SIGNALK_DIR)/.autopilot_ros-signalk
+export AUTOPILOT_SIGNALK_SERVER := $(SIGNALK_DIR)/node_modules/signalk-server
+signalk-server: $(SIGNALK_STAMP)
+$(SIGNALK_STAMP): tools/signalk-server/package.json tools/signalk-server/package-lock.json
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		echo 'signalk-server: no Node.js/npm here: the Signal K tests will skip (apt-get install nodejs npm)'; \
+	else \
+		mkdir -p $(SIGNALK_DIR) && \
+		cp tools/signalk-server/package.json tools/signalk-server/package-lock.json $(SIGNALK_DIR)/ && \
+		cd $(SIGNALK_DIR) && npm ci --no-audit --no-fund --omit=dev --loglevel=error && touch $@; \
+	fi
 
 # The pip route a laptop user takes (`pip install '.[train]'`), tested without ROS: a venv
 # of its own with the package installed from setup.py, none of the colcon environment, and
@@ -106,18 +124,19 @@ $(CORE_STAMP): $(PIP_SOURCES) constraints.txt
 	$(CORE_VENV)/bin/pip install -q -c constraints.txt '.[train,test]'
 	touch $@
 
-test-core: $(CORE_STAMP)
+test-core: $(CORE_STAMP) signalk-server
 	env -u PYTHONPATH -u AMENT_PREFIX_PATH -u CMAKE_PREFIX_PATH -u COLCON_PREFIX_PATH \
 		-u LD_LIBRARY_PATH $(CORE_VENV)/bin/pytest -m 'not dds'
 
 demo: setup
 	$(ROS_ENV) python -P -m autopilot_ros.demo  # -P: the installed package, not ./autopilot_ros
 
-bench: setup
+bench: setup signalk-server
 	$(ROS_ENV) python -P bench/bench_control_step.py
 	$(ROS_ENV) python -P bench/bench_training.py
 	$(ROS_ENV) python -P bench/bench_instruments.py
 	$(ROS_ENV) python -P bench/bench_record.py
+	$(ROS_ENV) python -P bench/bench_signalk.py
 
 # The shipped model, from scratch: expert demonstration bags on the reference yacht (12) and
 # on 48 boats drawn from the boat family, training, DAgger rounds on family boats, selection

@@ -48,9 +48,9 @@ setup(
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
         # The instrument bridges' parsers and transports (instruments_node needs ROS).
-        'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000'],
+        'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000', 'websockets>=15'],
         'test': ['pytest', 'mcap', 'sdnotify', 'hypothesis', 'pynmea2', 'pyserial', 'python-can',
-                 'nmea2000'],
+                 'nmea2000', 'websockets>=15'],
         # autopilot-record (it also needs rclpy: a ROS 2 install or the ROS 2 wheels).
         'record': ['mcap', 'pyyaml'],
     },
