@@ -61,6 +61,7 @@ PARAMETERS = (
     ('nmea2000.rudder_instance', 0, 'PGN 127245 instance of the rudder to publish'),
     ('signalk.url', 'ws://localhost:3000/signalk/v1/stream', 'Signal K delta stream'),
     ('signalk.token', '', 'Signal K access token (empty: none)'),
+    ('signalk.ca_file', '', 'wss:// only: the certificate to trust (empty: the system CAs)'),
 )
 
 

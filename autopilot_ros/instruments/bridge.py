@@ -186,7 +186,7 @@ def diagnostic_values(source_name: str, where: str, stats: SourceStats,
 
 
 SIGNALK_MISSING = ('source:=signalk needs autopilot_ros/instruments/signalk.py (SignalKSource), '
-                   'which this install does not have yet; use source:=nmea0183 or nmea2000')
+                   'which this install lacks: reinstall the package')
 
 
 def make_source(source: str, params: Mapping[str, object],
@@ -224,5 +224,12 @@ def make_source(source: str, params: Mapping[str, object],
                 raise ValueError(f'source:=signalk: {exc} (pip install the missing package)'
                                  ) from None
             raise ValueError(SIGNALK_MISSING) from None
-        return SignalKSource(str(p('signalk.url')), str(p('signalk.token')))
+        try:  # a bad URL or setting is ValueError; a websockets too old, RuntimeError
+            return SignalKSource(
+                str(p('signalk.url')), str(p('signalk.token')), silence_timeout=silence,
+                backoff_initial=backoff.initial, backoff_cap=backoff.cap,
+                heading=str(params.get('heading_reference', 'auto')),
+                ca_file=str(params.get('signalk.ca_file', '')))
+        except RuntimeError as exc:
+            raise ValueError(f'source:=signalk: {exc}') from None
     raise ValueError(f'source {source!r}: one of {", ".join(SOURCES)}')

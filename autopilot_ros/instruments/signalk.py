@@ -57,6 +57,7 @@ import urllib.parse
 import urllib.request
 
 from autopilot_ros.conventions import TWO_PI, wrap_2pi, wrap_pi
+from autopilot_ros.instruments.checks import kind as reading_kind
 from autopilot_ros.instruments.readings import (
     AttitudeReading,
     HeadingReading,
@@ -101,14 +102,6 @@ MIN_WEBSOCKETS = (15, 0)
 LOGIN_STATUS_PATH = '/skServer/loginStatus'
 
 
-def reading_kind(reading: Reading) -> str:
-    """The name a reading's kind has in `SourceStats.last_seen` and the diagnostics."""
-    return _KIND[type(reading)]
-
-
-_KIND = {HeadingReading: 'heading', TurnRateReading: 'turn_rate',
-         AttitudeReading: 'attitude', WindReading: 'wind', SpeedReading: 'speed',
-         RudderReading: 'rudder'}
 
 
 class BadValue(Exception):
