@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
-ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages'}
+ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'helm_node'}
 
 
 class BuildPy(build_py):
@@ -42,12 +42,15 @@ setup(
     packages=['autopilot_ros', 'autopilot_ros.sim', 'autopilot_ros.training',
               'autopilot_ros.training.bags'],
     package_dir={'autopilot_ros.training': 'training'},
+    # The helm page's files (helm_server.py serves them; helm_node needs ROS).
+    package_data={'autopilot_ros': ['web/*']},
     install_requires=['numpy'],
     extras_require={
         'rpi': ['numpy', 'onnxruntime'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml'],
-        'test': ['pytest', 'mcap'],
+        'helm': ['aiohttp'],
+        'test': ['pytest', 'mcap', 'aiohttp'],
     },
     entry_points={'console_scripts': [
         'autopilot-eval = autopilot_ros.sim.evaluate:main',
