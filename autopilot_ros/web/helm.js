@@ -155,6 +155,7 @@ function render() {
   $('btn-tack').disabled = !steering;
   if (page.tackArmed && Date.now() > page.tackArmed) disarmTack();
   $('token').disabled = !page.commandsEnabled || page.unlocked;
+  $('token').hidden = page.unlocked;
   $('unlock').hidden = page.unlocked;
   $('lock').hidden = !page.unlocked;
   $('lock-note').textContent = !page.commandsEnabled ? `Buttons disabled: ${page.whyDisabled}`
