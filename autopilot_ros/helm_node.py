@@ -18,13 +18,13 @@ import signal
 import threading
 import time
 
+from geometry_msgs.msg import TwistStamped
+from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from geometry_msgs.msg import TwistStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from std_srvs.srv import SetBool
 
 from autopilot_ros.helm import (
@@ -216,7 +216,7 @@ class HelmNode(Node):
         future.add_done_callback(finished)
         try:
             return await asyncio.wait_for(done, SERVICE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             client.remove_pending_request(future)
             raise ConnectionError(f'{client.srv_name} did not answer within '
                                   f'{SERVICE_TIMEOUT:g} s') from None

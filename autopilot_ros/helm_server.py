@@ -17,12 +17,13 @@ wifi: give `tls_cert` and `tls_key` for HTTPS.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 import pathlib
 import ssl
 import threading
 import time
+from typing import Protocol
 import urllib.parse
-from typing import Awaitable, Callable, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -217,7 +218,7 @@ class HelmServer:
             try:
                 done, text = await asyncio.wait_for(
                     self._backend.execute(message.action, message.degrees), COMMAND_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 done, text = False, f'the autopilot did not answer within {COMMAND_TIMEOUT:g} s'
             except Exception as exc:  # noqa: BLE001 - a button must never kill the server
                 done, text = False, f'{type(exc).__name__}: {exc}'
@@ -243,11 +244,11 @@ class HelmServer:
     async def _send(self, ws: web.WebSocketResponse, text: str) -> None:
         try:
             await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             self._clients.discard(ws)
             try:
                 await asyncio.wait_for(ws.close(), SEND_TIMEOUT)
-            except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+            except (TimeoutError, ConnectionError, RuntimeError):
                 pass
 
 

@@ -106,3 +106,26 @@ def security_problem(enclave: str, environ: Mapping[str, str]) -> str:
         return (f'enclave {enclave}: {", ".join(missing)} missing in {folder} (scripts/'
                 'sros2-setup KEYSTORE makes the keystore). Nothing was started')
     return ''
+
+
+# The helm page (helm_node, `helm:=true`): in the helm enclave when the autopilot has one.
+HELM_ENCLAVE = '/autopilot_ros/helm'
+HELM_PORT = 8080
+
+
+def helm_parameters(address: str, port: str, token_file: str) -> dict:
+    """helm_node's parameters from the launch arguments; ValueError says which is wrong.
+
+    The token only as a file: a token given as a launch argument would sit in the process
+    list and, as a parameter, be readable by anyone on the DDS domain.
+    """
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f'helm_port:={port} is not a port number') from None
+    if not 0 < number < 65536:
+        raise ValueError(f'helm_port:={port} is not a port number (1-65535)')
+    params: dict = {'address': address.strip() or '127.0.0.1', 'port': number}
+    if token_file.strip():
+        params['access_token_file'] = os.path.expanduser(token_file.strip())
+    return params

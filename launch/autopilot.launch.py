@@ -6,6 +6,7 @@
     ros2 launch autopilot_ros autopilot.launch.py model_path:=shipped   # the package's model
     ros2 launch autopilot_ros autopilot.launch.py sim:=true helmsman:=expert hand_steering:=true
     ros2 launch autopilot_ros autopilot.launch.py enclave:=/autopilot_ros/autopilot   # SROS2
+    ros2 launch autopilot_ros autopilot.launch.py helm:=true helm_token_file:=~/.helm_token
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
 to the node only when given (command line > params file > none: the PID pilot), and
@@ -13,7 +14,8 @@ to the node only when given (command line > params file > none: the PID pilot), 
 With `enclave` (SROS2, scripts/sros2-setup) the autopilot runs in that enclave, and only
 when ROS_SECURITY_* say security is enforced and the keystore has its keys; the simulator
 then runs in SIM_ENCLAVE without setting the autopilot's course (the helm does), and rviz,
-which has no enclave in the policy, is refused.
+which has no enclave in the policy, is refused. `helm:=true` also serves the helm page
+(helm_node); with `enclave` it runs in HELM_ENCLAVE.
 """
 
 import os
@@ -25,9 +27,12 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from autopilot_ros.launch_config import (
+    HELM_ENCLAVE,
+    HELM_PORT,
     SIM_ENCLAVE,
     default_params_file,
     enclave_arguments,
+    helm_parameters,
     node_parameters,
     rviz_config,
     rviz_missing,
@@ -50,7 +55,9 @@ def _nodes(context: LaunchContext) -> list:
         raise RuntimeError(why)
     enclave = LaunchConfiguration('enclave').perform(context).strip()
     sim_enclave = SIM_ENCLAVE if enclave and sim else ''
-    for name in filter(None, (enclave, sim_enclave)):
+    helm = _flag(context, 'helm')
+    helm_enclave = HELM_ENCLAVE if enclave and helm else ''
+    for name in filter(None, (enclave, sim_enclave, helm_enclave)):
         if why := security_problem(name, os.environ):
             raise RuntimeError(why)
     if enclave and rviz:
@@ -77,6 +84,17 @@ def _nodes(context: LaunchContext) -> list:
                          'real_time_factor': 1.0, 'repeat': True,
                          'helmsman': LaunchConfiguration('helmsman').perform(context),
                          'engage_autopilot': not sim_enclave, 'use_sim_time': False}],
+        ))
+    if helm:
+        # The helm page: a browser on the boat's wifi steers through the autopilot's
+        # services, as a helm station does (README, "The helm page").
+        nodes.append(Node(
+            package='autopilot_ros', executable='helm_node', name='helm',
+            namespace=namespace, output='screen', ros_arguments=enclave_arguments(helm_enclave),
+            parameters=[helm_parameters(
+                LaunchConfiguration('helm_address').perform(context),
+                LaunchConfiguration('helm_port').perform(context),
+                LaunchConfiguration('helm_token_file').perform(context))],
         ))
     if rviz:
         nodes.append(Node(
@@ -116,5 +134,16 @@ def generate_launch_description() -> LaunchDescription:
                                           '/autopilot_ros/autopilot (scripts/sros2-setup); '
                                           'needs ROS_SECURITY_ENABLE=true, Enforce and the '
                                           'keystore'),
+        DeclareLaunchArgument('helm', default_value='false',
+                              description='also serve the helm page (helm_node) for a browser'),
+        DeclareLaunchArgument('helm_address', default_value='127.0.0.1',
+                              description="the helm page's address: 127.0.0.1 (this computer "
+                                          "only) or the boat's own wifi address; 0.0.0.0 "
+                                          'serves every network the computer is on'),
+        DeclareLaunchArgument('helm_port', default_value=str(HELM_PORT),
+                              description="the helm page's TCP port"),
+        DeclareLaunchArgument('helm_token_file', default_value='',
+                              description='file holding the access token that unlocks the '
+                                          'helm buttons (none: the page is view only)'),
         OpaqueFunction(function=_nodes),
     ])

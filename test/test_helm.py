@@ -221,9 +221,9 @@ def test_commands_from_the_page_are_parsed_strictly():
             parse_message(raw)
     for degrees in ('true', '"10"', 'null', '1e400'):
         with pytest.raises(Refused, match='a nudge is one of'):
-            parse_message('{"type": "command", "action": "nudge", "degrees": %s}' % degrees)
+            parse_message('{"type": "command", "action": "nudge", "degrees": ' + degrees + '}')
     with pytest.raises(Refused, match=f'over {MAX_MESSAGE_BYTES} bytes'):
-        parse_message('{"type": "auth", "token": "%s"}' % ('x' * MAX_MESSAGE_BYTES))
+        parse_message(json.dumps({'type': 'auth', 'token': 'x' * MAX_MESSAGE_BYTES}))
     with pytest.raises(Refused, match='not JSON'):
         parse_message(b'\xff\xfe')
 
@@ -288,3 +288,16 @@ def test_the_rolling_history_keeps_its_span_and_breaks_where_the_pilot_was_off()
     state.sample(6.0, 106.0)
     assert state.history_message()['points'][-1][1] == pytest.approx(-2.5)
     json.loads(to_json(state.history_message()))
+
+
+def test_the_launch_gives_the_helm_its_address_port_and_token_file_only():
+    from autopilot_ros.launch_config import HELM_PORT, helm_parameters
+    assert helm_parameters('', str(HELM_PORT), '') == {'address': '127.0.0.1', 'port': 8080}
+    params = helm_parameters('192.168.4.1', '8000', '~/.helm_token')
+    assert params['address'] == '192.168.4.1' and params['port'] == 8000
+    assert params['access_token_file'].endswith('/.helm_token')
+    assert not params['access_token_file'].startswith('~')
+    assert 'access_token' not in params  # never the token itself on a command line
+    for port in ('http', '0', '70000'):
+        with pytest.raises(ValueError, match=f'helm_port:={port} is not a port number'):
+            helm_parameters('', port, '')

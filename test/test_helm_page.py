@@ -113,7 +113,7 @@ def boat(tmp_path, wait):
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()
-        for name, proc in procs.items():
+        for proc in procs.values():
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -183,8 +183,8 @@ def test_bad_messages_get_one_line_and_the_connection_stays(serve):
         session, ws, _, _ = await _ws_session(server.url)
         replies = []
         for raw in ('nudge +10', '[]', '{"type": "command", "action": "rm -rf"}',
-                    '{"type": "command", "action": "nudge", "degrees": 90, "token": "%s"}'
-                    % TOKEN):
+                    json.dumps({'type': 'command', 'action': 'nudge', 'degrees': 90,
+                                'token': TOKEN})):
             await ws.send_str(raw)
             replies.append(await _reply(ws))
         await ws.send_bytes(b'\x00\x01')
