@@ -249,6 +249,8 @@ def test_the_drivers_and_the_helm_may_do_their_part_and_nothing_of_the_pilots():
 
 
 def test_the_helm_page_may_do_what_helm_node_does_in_the_helm_enclave():
+    from autopilot_ros.launch_config import HELM_ENCLAVE
+    assert HELM_ENCLAVE == HELM  # where the launch runs it with enclave:=
     graph = graph_of(REPO / 'autopilot_ros' / 'helm_node.py', 'helm')
     unresolved = {n for names in graph.values() for n in names if n.startswith('?')}
     assert not unresolved, f'helm_node.py names {unresolved}: use literals'
@@ -301,7 +303,10 @@ def test_the_launch_runs_a_node_in_an_enclave_only_with_security_enforced(tmp_pa
 def test_the_launch_file_passes_the_enclaves_to_its_nodes():
     source = (REPO / 'launch' / 'autopilot.launch.py').read_text()
     assert "DeclareLaunchArgument('enclave'" in source
-    assert source.count('ros_arguments=enclave_arguments(') == 2  # autopilot and simulator
+    # The autopilot, the simulator and the helm page.
+    assert source.count('ros_arguments=enclave_arguments(') == 3
+    assert 'ros_arguments=enclave_arguments(helm_enclave)' in source
+    assert 'HELM_ENCLAVE if enclave and helm' in source
     assert "'engage_autopilot': not sim_enclave" in source
 
 
