@@ -130,6 +130,7 @@ demo: setup
 bench: setup
 	$(ROS_ENV) python -P bench/bench_control_step.py
 	$(ROS_ENV) python -P bench/bench_training.py
+	$(ROS_ENV) python -P bench/bench_helm.py
 
 # The shipped model, from scratch: 48 expert demonstration bags (6 scenarios x 8 seeds),
 # training with 3 DAgger rounds, then the closed-loop verdict. About 20 min on 2 cores.

@@ -85,6 +85,7 @@ class HelmNode(Node):
         else:
             self.get_logger().warning(f'helm: {self.gate.problem}')
         self._course: tuple[Course, float] | None = None  # the last course we set, and when
+        self._last_course: tuple | None = None  # (mode, target, engaged, policy) last seen
 
         status_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(AutopilotStatus, 'autopilot/status', self._on_status,
@@ -131,8 +132,16 @@ class HelmNode(Node):
                                msg.heading_error, msg.command, msg.raw_command,
                                POLICY_NAMES.get(msg.policy, f'policy {msg.policy}'),
                                msg.reason, msg.model_path, msg.stale_inputs)
+        course = (msg.mode, msg.target, msg.engaged, msg.policy)
         with self._lock:
             self.state.status = Reading(fields, time.monotonic())
+        if course != self._last_course:
+            # A new mode, target, engagement or policy: every page sees it now, not at the
+            # next regular update (a press shows within the autopilot's next tick).
+            self._last_course = course
+            server = getattr(self, 'server', None)
+            if server is not None:
+                server.poke()
 
     def _reading(self, name: str, value):
         def callback(msg) -> None:
@@ -143,9 +152,12 @@ class HelmNode(Node):
                     setattr(self.state, name, Reading(v, time.monotonic()))
         return callback
 
-    def sample(self) -> dict:
+    def sample(self, keep: bool = True) -> dict:
+        """The page's state now; `keep`: also a point of the rolling plot."""
         with self._lock:
-            return self.state.sample(time.monotonic(), time.time())
+            if keep:
+                return self.state.sample(time.monotonic(), time.time())
+            return self.state.snapshot(time.monotonic(), time.time())
 
     def history(self) -> dict:
         with self._lock:

@@ -63,7 +63,7 @@ COMMAND_TIMEOUT = 5.0  # s: a command the autopilot has not answered by then fai
 class Backend(Protocol):
     """What the server needs from the boat (helm_node.HelmNode provides it)."""
 
-    def sample(self) -> dict: ...
+    def sample(self, keep: bool = True) -> dict: ...
 
     def history(self) -> dict: ...
 
@@ -97,6 +97,7 @@ class HelmServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
         self._command_lock: asyncio.Lock | None = None
         self.port = port  # the bound port (port 0 asks for a free one)
 
@@ -121,6 +122,13 @@ class HelmServer:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
+    def poke(self) -> None:
+        """Send the state now, between the regular updates (from any thread): a new course
+        or mode shows on every page at once, not up to a period later."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and loop.is_running():
+            loop.call_soon_threadsafe(wake.set)
+
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
         try:
@@ -130,6 +138,7 @@ class HelmServer:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self._command_lock = asyncio.Lock()
         app = web.Application(middlewares=[self._headers])
         app.router.add_get('/ws', self._websocket)
@@ -152,6 +161,7 @@ class HelmServer:
         broadcast = asyncio.ensure_future(self._broadcast())
         await self._stop.wait()
         broadcast.cancel()
+        await asyncio.gather(broadcast, return_exceptions=True)
         for ws in list(self._clients):
             await ws.close(message=b'helm stopping')
         await self._runner.cleanup()
@@ -226,15 +236,22 @@ class HelmServer:
         return {'type': 'result', 'id': message.id, 'ok': done, 'message': text}
 
     async def _broadcast(self) -> None:
-        """Every page gets the state at `rate_hz`; one that cannot keep up is dropped."""
-        due = time.monotonic()
+        """Every page gets the state at `rate_hz`, and at once when poked; one that cannot
+        keep up is dropped. Only the regular updates go into the plot's history."""
+        due = time.monotonic() + self._period
         while True:
-            due += self._period
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if time.monotonic() - due > self._period:
-                due = time.monotonic()
             try:
-                text = to_json(self._backend.sample())
+                await asyncio.wait_for(self._wake.wait(), max(0.0, due - time.monotonic()))
+                regular = False
+            except asyncio.TimeoutError:
+                regular = True
+            self._wake.clear()
+            if regular:
+                due += self._period
+                if time.monotonic() - due > self._period:
+                    due = time.monotonic() + self._period
+            try:
+                text = to_json(self._backend.sample(keep=regular))
             except Exception as exc:  # noqa: BLE001 - a bad sample must not stop the page
                 self._log(f'helm: state not sent: {type(exc).__name__}: {exc}')
                 continue

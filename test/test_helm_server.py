@@ -27,11 +27,15 @@ class RecordingBackend:
         self.state.status = Reading(status_fields('compass', True, 1.0, 1.0, 0.01, 0.1, 0.1,
                                                   'pid', '', '', []), 0.0)
         self.commands: list[tuple[str, float]] = []
+        self.samples: list[bool] = []  # keep (a regular update) or not (poked)
 
-    def sample(self) -> dict:
+    def sample(self, keep: bool = True) -> dict:
         import time
         self.state.status.at = time.monotonic()
-        return self.state.sample(time.monotonic(), time.time())
+        self.samples.append(keep)
+        if keep:
+            return self.state.sample(time.monotonic(), time.time())
+        return self.state.snapshot(time.monotonic(), time.time())
 
     def history(self) -> dict:
         return self.state.history_message()
@@ -252,3 +256,23 @@ def test_a_port_in_use_is_one_clear_error():
                                     log=lambda line: None)
     with pytest.raises(OSError):  # an address this machine does not have
         server.start()
+
+
+def test_a_poke_sends_the_state_at_once_and_keeps_it_out_of_the_plot(serve):
+    """helm_node pokes on a new course: the pages see it before the next regular update."""
+    server, backend = serve(rate_hz=0.001)  # no regular update within the test's time
+
+    async def talk():
+        session, ws, _, _ = await _ws_session(server.url)
+        while True:  # (the server lists a page just after its history has gone out)
+            server.poke()
+            try:
+                state = await asyncio.wait_for(ws.receive_json(), 0.5)
+                break
+            except asyncio.TimeoutError:
+                pass
+        await session.close()
+        return state
+    state = run(talk())
+    assert state['type'] == 'state'
+    assert backend.samples and not any(backend.samples) and not backend.state.history
