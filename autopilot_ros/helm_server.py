@@ -243,7 +243,7 @@ class HelmServer:
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, due - time.monotonic()))
                 regular = False
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 regular = True
             self._wake.clear()
             if regular:

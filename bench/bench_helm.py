@@ -108,7 +108,7 @@ async def _pages(url: str, count: int, seconds: float, pid: int) -> float:
             while time.monotonic() < end:
                 try:
                     await asyncio.wait_for(ws.receive(), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         tasks = [asyncio.ensure_future(drain(ws)) for ws in sockets]
         await asyncio.sleep(0.5)
@@ -154,7 +154,7 @@ def main() -> None:
               'sim_node over DDS (ms)\n')
         print('| from the press to | p50 | p99 | max |')
         print('|---|---|---|---|')
-        for label, values in (('the server\'s answer (token, autopilot/steer)', replies),
+        for label, values in (("the server's answer (token, autopilot/steer)", replies),
                               ('the page showing the new target', visible)):
             ms = [v * 1e3 for v in values]
             print(f'| {label} | {statistics.median(ms):.1f} | {_pct(ms, 0.99):.1f} | '

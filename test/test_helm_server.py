@@ -269,7 +269,7 @@ def test_a_poke_sends_the_state_at_once_and_keeps_it_out_of_the_plot(serve):
             try:
                 state = await asyncio.wait_for(ws.receive_json(), 0.5)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await session.close()
         return state
