@@ -294,7 +294,7 @@ class HelmState:
             maxlen=max(1, int(round(history_s / sample_period))))
         self.history_s = history_s
         self.commands_enabled = False
-        self.last_result = ''  # the latest command's outcome, for every page to see
+        self.last_result = ''  # the last accepted command, for every page to see
 
     def fresh(self, reading: Reading | None, now: float, limit: float) -> bool:
         return reading is not None and now - reading.at <= limit

@@ -179,6 +179,9 @@ class HelmNode(Node):
             request = SetBool.Request(data=action == 'engage')
             response = await self._call(self.engage_client, request)
             self._course = None
+            if response.success:
+                with self._lock:
+                    self.state.last_result = response.message
             return response.success, response.message
         course = self._current_course()
         if course is None:

@@ -146,6 +146,8 @@ function render() {
     const stale = $('stale');
     stale.textContent = s.stale_inputs.length ? s.stale_inputs.join(', ') : 'none';
     stale.className = s.stale_inputs.length ? 'stale' : '';
+    // The last command any page gave: with two phones aboard, each sees the other's.
+    $('last').textContent = s.last_result ? `Last command: ${s.last_result}` : '';
   }
   const usable = page.connected && page.commandsEnabled && page.unlocked;
   const steering = usable && alive && s.mode !== 'standby';
