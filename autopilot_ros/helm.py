@@ -362,6 +362,41 @@ class HelmState:
         return {'type': 'history', 'span_s': self.history_s, 'points': list(self.history)}
 
 
+def _field(kind: str | list, description: str) -> dict:
+    return {'type': kind, 'description': description}
+
+
+# The page's state message as a JSON schema: the Foxglove channel's (helm_node
+# `foxglove_port`), so Foxglove's panels know the fields and their units.
+STATE_SCHEMA = {
+    'type': 'object',
+    'title': 'autopilot_ros.HelmState',
+    'properties': {
+        't': _field('number', 'wall time, s'),
+        'pilot_alive': _field('boolean', 'autopilot/status heard within 1 s'),
+        'status_age_s': _field(['number', 'null'], 's since the last autopilot/status'),
+        'mode': _field(['string', 'null'], 'standby | compass | wind_awa | wind_twa'),
+        'engaged': _field('boolean', 'the pilot drives the rudder'),
+        'target_deg': _field(['number', 'null'], 'compass [0, 360) or wind angle, + stbd'),
+        'target_heading_deg': _field(['number', 'null'], 'the target as a heading'),
+        'heading_deg': _field(['number', 'null'], 'compass heading'),
+        'heading_error_deg': _field(['number', 'null'], '+ needs starboard rudder'),
+        'command': _field(['number', 'null'], 'rudder command, [-1, 1], + stbd'),
+        'raw_command': _field(['number', 'null'], 'before the safety layer'),
+        'rudder': _field(['number', 'null'], 'measured rudder, [-1, 1], + stbd'),
+        'policy': _field(['string', 'null'], 'standby | model | pid'),
+        'reason': _field(['string', 'null'], 'why the fallback or standby steers'),
+        'model': _field(['string', 'null'], 'model file'),
+        'stale_inputs': {'type': 'array', 'items': {'type': 'string'}},
+        'awa_deg': _field(['number', 'null'], 'apparent wind angle, + from starboard'),
+        'aws_ms': _field(['number', 'null'], 'apparent wind speed, m/s'),
+        'stw_ms': _field(['number', 'null'], 'speed through water, m/s'),
+        'commands_enabled': _field('boolean', 'an access token is configured'),
+        'last_result': _field('string', 'the last accepted command'),
+    },
+}
+
+
 def plot_point(snap: dict) -> list:
     """[t, heading error deg, command, measured rudder]: one point of the rolling plot."""
     return [snap['t'], snap['heading_error_deg'] if snap['engaged'] else None,

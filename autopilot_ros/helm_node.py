@@ -28,6 +28,7 @@ from rclpy.signals import SignalHandlerOptions
 from std_srvs.srv import SetBool
 
 from autopilot_ros.helm import (
+    STATE_SCHEMA,
     Course,
     HelmState,
     Reading,
@@ -48,6 +49,7 @@ from autopilot_ros.srv import Steer
 # status for this long: a second press a tick later must not start from the old target.
 COURSE_HOLD_S = 1.0
 SERVICE_TIMEOUT = 3.0  # s: waiting for the autopilot's services to answer
+FOXGLOVE_TOPIC = '/autopilot/helm'  # the page's state as a Foxglove channel (JSON)
 
 
 class HelmNode(Node):
@@ -73,6 +75,9 @@ class HelmNode(Node):
             read_only=True, description='seconds of heading error and rudder in the plot'))
         d('rate_hz', 5.0, ParameterDescriptor(read_only=True,
                                               description='page updates per second'))
+        d('foxglove_port', 0, ParameterDescriptor(
+            read_only=True, description='also offer the page state to Foxglove on this port '
+            '(foxglove-sdk WebSocket server, view only, on `address`); 0 = off'))
         p = self.get_parameter
         self._lock = threading.Lock()
         self.state = HelmState(history_s=float(p('history_s').value),
@@ -116,6 +121,30 @@ class HelmNode(Node):
                 'reach it sees the boat' + ('' if ssl_context else
                                             ', and the token crosses the wifi unencrypted'))
         self.get_logger().info(f'helm page: {self.server.url}')
+        self.foxglove = None  # (server, channel, context) when foxglove_port is set
+        if int(p('foxglove_port').value):
+            self.foxglove = self._start_foxglove(p('address').value,
+                                                 int(p('foxglove_port').value))
+
+    def _start_foxglove(self, address: str, port: int):
+        """The same state as the page's, for the Foxglove app: channel FOXGLOVE_TOPIC."""
+        try:
+            import foxglove
+        except ImportError:
+            self.get_logger().error('helm: foxglove_port is set but foxglove-sdk is not '
+                                    'installed (pip install foxglove-sdk): no Foxglove server')
+            return None
+        context = foxglove.Context()
+        try:
+            server = foxglove.start_server(name='autopilot_ros helm', host=address, port=port,
+                                           context=context)
+        except Exception as exc:  # noqa: BLE001 - the SDK's own error type; the page stays
+            self.get_logger().error(f'helm: Foxglove server not started: {exc}')
+            return None
+        channel = foxglove.Channel(FOXGLOVE_TOPIC, schema=STATE_SCHEMA, context=context)
+        self.get_logger().info(f'helm state for Foxglove: ws://{address}:{server.port} '
+                               f'({FOXGLOVE_TOPIC}, view only)')
+        return server, channel, context  # the context too: the channel closes without it
 
     def _token(self, path: str, value: str) -> str:
         if path:
@@ -155,9 +184,11 @@ class HelmNode(Node):
     def sample(self, keep: bool = True) -> dict:
         """The page's state now; `keep`: also a point of the rolling plot."""
         with self._lock:
-            if keep:
-                return self.state.sample(time.monotonic(), time.time())
-            return self.state.snapshot(time.monotonic(), time.time())
+            snap = (self.state.sample if keep else self.state.snapshot)(time.monotonic(),
+                                                                        time.time())
+        if keep and self.foxglove is not None:
+            self.foxglove[1].log(snap, log_time=time.time_ns())
+        return snap
 
     def history(self) -> dict:
         with self._lock:
@@ -238,6 +269,8 @@ class HelmNode(Node):
 
     def destroy_node(self) -> None:
         self.server.stop()
+        if getattr(self, 'foxglove', None) is not None:
+            self.foxglove[0].stop()
         super().destroy_node()
 
 

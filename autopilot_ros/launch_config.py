@@ -113,19 +113,25 @@ HELM_ENCLAVE = '/autopilot_ros/helm'
 HELM_PORT = 8080
 
 
-def helm_parameters(address: str, port: str, token_file: str) -> dict:
+def _port(name: str, value: str, allow_zero: bool = False) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f'{name}:={value} is not a port number') from None
+    if not (allow_zero and number == 0) and not 0 < number < 65536:
+        raise ValueError(f'{name}:={value} is not a port number (1-65535)')
+    return number
+
+
+def helm_parameters(address: str, port: str, token_file: str, foxglove_port: str = '0') -> dict:
     """helm_node's parameters from the launch arguments; ValueError says which is wrong.
 
     The token only as a file: a token given as a launch argument would sit in the process
     list and, as a parameter, be readable by anyone on the DDS domain.
     """
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f'helm_port:={port} is not a port number') from None
-    if not 0 < number < 65536:
-        raise ValueError(f'helm_port:={port} is not a port number (1-65535)')
-    params: dict = {'address': address.strip() or '127.0.0.1', 'port': number}
+    params: dict = {'address': address.strip() or '127.0.0.1',
+                    'port': _port('helm_port', port),
+                    'foxglove_port': _port('helm_foxglove_port', foxglove_port or '0', True)}
     if token_file.strip():
         params['access_token_file'] = os.path.expanduser(token_file.strip())
     return params

@@ -94,7 +94,8 @@ def _nodes(context: LaunchContext) -> list:
             parameters=[helm_parameters(
                 LaunchConfiguration('helm_address').perform(context),
                 LaunchConfiguration('helm_port').perform(context),
-                LaunchConfiguration('helm_token_file').perform(context))],
+                LaunchConfiguration('helm_token_file').perform(context),
+                LaunchConfiguration('helm_foxglove_port').perform(context))],
         ))
     if rviz:
         nodes.append(Node(
@@ -145,5 +146,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('helm_token_file', default_value='',
                               description='file holding the access token that unlocks the '
                                           'helm buttons (none: the page is view only)'),
+        DeclareLaunchArgument('helm_foxglove_port', default_value='0',
+                              description='also offer the helm state to Foxglove on this port '
+                                          '(foxglove-sdk, view only); 0 = off'),
         OpaqueFunction(function=_nodes),
     ])

@@ -292,7 +292,9 @@ def test_the_rolling_history_keeps_its_span_and_breaks_where_the_pilot_was_off()
 
 def test_the_launch_gives_the_helm_its_address_port_and_token_file_only():
     from autopilot_ros.launch_config import HELM_PORT, helm_parameters
-    assert helm_parameters('', str(HELM_PORT), '') == {'address': '127.0.0.1', 'port': 8080}
+    assert helm_parameters('', str(HELM_PORT), '') == {'address': '127.0.0.1', 'port': 8080,
+                                                       'foxglove_port': 0}
+    assert helm_parameters('', '8080', '', '8765')['foxglove_port'] == 8765
     params = helm_parameters('192.168.4.1', '8000', '~/.helm_token')
     assert params['address'] == '192.168.4.1' and params['port'] == 8000
     assert params['access_token_file'].endswith('/.helm_token')
@@ -301,3 +303,11 @@ def test_the_launch_gives_the_helm_its_address_port_and_token_file_only():
     for port in ('http', '0', '70000'):
         with pytest.raises(ValueError, match=f'helm_port:={port} is not a port number'):
             helm_parameters('', port, '')
+    with pytest.raises(ValueError, match='helm_foxglove_port:=-1 is not a port number'):
+        helm_parameters('', '8080', '', '-1')
+
+
+def test_the_state_schema_names_every_field_the_page_gets():
+    from autopilot_ros.helm import STATE_SCHEMA
+    snap = HelmState().snapshot(0.0, 0.0)
+    assert set(snap) - {'type'} == set(STATE_SCHEMA['properties'])

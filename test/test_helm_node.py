@@ -99,3 +99,57 @@ def test_a_port_in_use_stops_helm_node_with_one_line(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert 'helm_node: cannot serve the helm page:' in proc.stdout
     assert 'Traceback' not in proc.stdout + proc.stderr
+
+
+def test_foxglove_gets_the_page_state_over_its_own_protocol(rclpy_context, spinner, wait):
+    """foxglove_port: the foxglove-sdk server advertises /autopilot/helm (JSON, with its
+    schema) and sends the page's state to a subscriber, as the Foxglove app would see it."""
+    import json
+    import struct
+
+    import aiohttp
+    from rclpy.node import Node
+    pytest.importorskip('foxglove')
+
+    from autopilot_ros.helm import STATE_SCHEMA
+    from autopilot_ros.msg import AutopilotStatus
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    helm = spinner.add(_helm(rclpy_context, foxglove_port=port))
+    assert helm.foxglove is not None
+    pub = spinner.add(Node('helm_test_pilot', context=rclpy_context))
+    status = pub.create_publisher(AutopilotStatus, 'autopilot/status', 10)
+
+    def heard() -> bool:
+        status.publish(AutopilotStatus(mode='compass', engaged=True, target=1.0,
+                                       target_heading=1.0, heading_error=0.0, policy=2))
+        return helm.sample(keep=False)['pilot_alive']
+    assert wait(heard, 10.0, 0.1)
+
+    async def watch():
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f'http://127.0.0.1:{port}/',
+                                          protocols=('foxglove.sdk.v1', 'foxglove.websocket.v1'))
+            channel = None
+            while channel is None:
+                msg = json.loads((await ws.receive()).data)
+                if msg['op'] == 'advertise':
+                    channel = next(c for c in msg['channels'] if c['topic'] == '/autopilot/helm')
+            await ws.send_json({'op': 'subscribe',
+                                'subscriptions': [{'id': 3, 'channelId': channel['id']}]})
+            while True:
+                status.publish(AutopilotStatus(mode='compass', engaged=True, target=1.0,
+                                               target_heading=1.0, heading_error=0.0,
+                                               policy=2))
+                data = (await ws.receive()).data
+                if isinstance(data, bytes):
+                    await ws.close()
+                    return channel, data
+    channel, data = asyncio.run(asyncio.wait_for(watch(), 20.0))
+    assert channel['encoding'] == 'json' and json.loads(channel['schema']) == STATE_SCHEMA
+    opcode, subscription, _stamp = struct.unpack_from('<BIQ', data)
+    assert (opcode, subscription) == (1, 3)  # messageData for our subscription
+    state = json.loads(data[13:])
+    assert state['mode'] == 'compass' and state['target_deg'] == pytest.approx(57.3, abs=0.01)
+    assert state['policy'] == 'pid'
