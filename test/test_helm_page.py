@@ -83,6 +83,14 @@ def _angle_diff(a: float, b: float) -> float:
 
 
 @pytest.fixture
+def listener(rclpy_context, spinner):
+    """Made before the nodes start, so discovery has found them by the time it matters."""
+    listener = Listener(rclpy_context)
+    spinner.add(listener.node)
+    return listener
+
+
+@pytest.fixture
 def boat(tmp_path, wait):
     """autopilot_node, sim_node (close-hauled in a chop, sailing until stopped), helm_node."""
     from ament_index_python.packages import get_package_prefix
@@ -142,11 +150,9 @@ def browser(tmp_path):
 
 
 def test_the_helm_page_shows_the_boat_and_its_buttons_steer_the_autopilot(
-        boat, browser, rclpy_context, spinner, wait):
+        listener, boat, browser, wait):
     url, logs = boat
     wait_for = wait
-    listener = Listener(rclpy_context)
-    spinner.add(listener.node)
     page = browser
     page.get(url)
     text = lambda element_id: page.find_element('id', element_id).text  # noqa: E731
@@ -196,10 +202,15 @@ def test_the_helm_page_shows_the_boat_and_its_buttons_steer_the_autopilot(
     # What the page shows is what the topics say: heading (one of the last 3 s of
     # readings, to the 0.1 deg the page prints), target, and the policy by name.
     from autopilot_ros.pilot import POLICY_NAMES
+    # (best-effort sensor data reaches a new subscriber once discovery has matched it)
+    assert wait_for(lambda: len(listener.recent_headings(3.0)) >= 10, 20.0, 0.1), \
+        listener.headings
     for _ in range(3):
         shown = float(text('heading'))
         recent = listener.recent_headings(3.0)
-        assert recent and min(_angle_diff(shown, h) for h in recent) <= 0.06, (shown, recent)
+        assert recent and min(_angle_diff(shown, h) for h in recent) <= 0.06, (
+            shown, recent, [(round(time.monotonic() - t, 2), round(h, 2))
+                            for t, h in listener.headings[-30:]])
         time.sleep(0.4)
     status = listener.last_status()
     target = math.degrees(status.target) % 360.0
