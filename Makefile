@@ -44,10 +44,10 @@ PIP_SOURCES := setup.py pyproject.toml $(shell find autopilot_ros training msg -
 # Run inside the venv with the built package sourced.
 ROS_ENV := source install/env.bash &&
 
-.PHONY: help setup test test-core demo bench lint mutation model clean signalk-server
+.PHONY: help setup test test-core demo bench lint mutation model clean signalk-server browser
 help:
 	@echo 'make demo   set up, then steer the simulated boat with the shipped model'
-	@echo 'make test   set up, then run the whole test suite'
+	@echo 'make test   set up, then run the whole test suite (installs chromium for the helm page test)'
 	@echo 'make test-core  the tests that need no DDS, on the pip route: no colcon, no ROS'
 	@echo 'make setup  create the venv, install dependencies, colcon build (idempotent)'
 	@echo 'make bench  run the benchmarks under bench/'
@@ -88,7 +88,7 @@ $(ENV_SCRIPT): $(BUILD_STAMP) Makefile
 		'export ROS_AUTOMATIC_DISCOVERY_RANGE=$${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}' \
 		> $@
 
-test: setup signalk-server
+test: setup signalk-server browser
 	$(ROS_ENV) pytest
 
 # The Signal K bridge's tests and bench run the real signalk-server from npm, the whole tree
@@ -106,6 +106,20 @@ $(SIGNALK_STAMP): tools/signalk-server/package.json tools/signalk-server/package
 		mkdir -p $(SIGNALK_DIR) && \
 		cp tools/signalk-server/package.json tools/signalk-server/package-lock.json $(SIGNALK_DIR)/ && \
 		cd $(SIGNALK_DIR) && npm ci --no-audit --no-fund --omit=dev --loglevel=error && touch $@; \
+	fi
+
+# The helm page's test (test/test_helm_page.py) drives Debian's headless Chromium through
+# chromedriver. Installed with apt-get when absent (as root, else with sudo); a second run
+# has nothing to do.
+CHROMIUM_PKGS := chromium chromium-driver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
+browser:
+	@if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then \
+		command -v apt-get >/dev/null || { echo 'browser: no apt-get: install chromium and chromedriver'; exit 1; }; \
+		echo 'browser: installing $(CHROMIUM_PKGS) for the helm page test'; \
+		$(APT) install --no-install-recommends $(CHROMIUM_PKGS) >/dev/null 2>&1 || \
+			{ $(APT) update >/dev/null && $(APT) install --no-install-recommends $(CHROMIUM_PKGS); }; \
 	fi
 
 # The pip route a laptop user takes (`pip install '.[train]'`), tested without ROS: a venv
@@ -137,6 +151,7 @@ bench: setup signalk-server
 	$(ROS_ENV) python -P bench/bench_instruments.py
 	$(ROS_ENV) python -P bench/bench_record.py
 	$(ROS_ENV) python -P bench/bench_signalk.py
+	$(ROS_ENV) python -P bench/bench_helm.py
 
 # The shipped model, from scratch: expert demonstration bags on the reference yacht (12) and
 # on 48 boats drawn from the boat family, training, DAgger rounds on family boats, selection

@@ -13,7 +13,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).parent
-ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'instruments_node', 'record_node'}
+ROS_MODULES = {'node', 'sim_node', 'demo', 'ros_messages', 'instruments_node', 'record_node',
+               'helm_node'}
 
 
 class BuildPy(build_py):
@@ -42,6 +43,8 @@ setup(
     packages=['autopilot_ros', 'autopilot_ros.sim', 'autopilot_ros.training',
               'autopilot_ros.training.bags', 'autopilot_ros.instruments'],
     package_dir={'autopilot_ros.training': 'training'},
+    # The helm page's files (helm_server.py serves them; helm_node needs ROS).
+    package_data={'autopilot_ros': ['web/*']},
     install_requires=['numpy'],
     extras_require={
         'rpi': ['numpy', 'onnxruntime', 'sdnotify'],
@@ -49,8 +52,9 @@ setup(
                   'pyyaml'],
         # The instrument bridges' parsers and transports (instruments_node needs ROS).
         'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000', 'websockets>=15'],
+        'helm': ['aiohttp'],
         'test': ['pytest', 'mcap', 'sdnotify', 'hypothesis', 'pynmea2', 'pyserial', 'python-can',
-                 'nmea2000', 'websockets>=15'],
+                 'nmea2000', 'websockets>=15', 'aiohttp'],
         # autopilot-record (it also needs rclpy: a ROS 2 install or the ROS 2 wheels).
         'record': ['mcap', 'pyyaml'],
     },

@@ -166,3 +166,32 @@ def sim_parameters_for_instruments(instruments_params: dict | None) -> dict:
     return {'nmea.tcp_port': int(instruments_params['nmea0183.port']),
             'nmea.tcp_host': str(instruments_params['nmea0183.host']),
             'nmea.only': True}
+
+
+# The helm page (helm_node, `helm:=true`): in the helm enclave when the autopilot has one.
+HELM_ENCLAVE = '/autopilot_ros/helm'
+HELM_PORT = 8080
+
+
+def _port(name: str, value: str, allow_zero: bool = False) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f'{name}:={value} is not a port number') from None
+    if not (allow_zero and number == 0) and not 0 < number < 65536:
+        raise ValueError(f'{name}:={value} is not a port number (1-65535)')
+    return number
+
+
+def helm_parameters(address: str, port: str, token_file: str, foxglove_port: str = '0') -> dict:
+    """helm_node's parameters from the launch arguments; ValueError says which is wrong.
+
+    The token only as a file: a token given as a launch argument would sit in the process
+    list and, as a parameter, be readable by anyone on the DDS domain.
+    """
+    params: dict = {'address': address.strip() or '127.0.0.1',
+                    'port': _port('helm_port', port),
+                    'foxglove_port': _port('helm_foxglove_port', foxglove_port or '0', True)}
+    if token_file.strip():
+        params['access_token_file'] = os.path.expanduser(token_file.strip())
+    return params

@@ -10,6 +10,7 @@
         nmea0183_host:=192.168.1.1 nmea0183_port:=10110       # the boat's NMEA multiplexer
     ros2 launch autopilot_ros autopilot.launch.py instruments:=nmea2000   # CAN hat, can0
     ros2 launch autopilot_ros autopilot.launch.py sim:=true instruments:=nmea0183
+    ros2 launch autopilot_ros autopilot.launch.py helm:=true helm_token_file:=~/.helm_token
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
 to the node only when given (command line > params file > none: the PID pilot), and
@@ -17,7 +18,8 @@ to the node only when given (command line > params file > none: the PID pilot), 
 With `enclave` (SROS2, scripts/sros2-setup) the autopilot runs in that enclave, and only
 when ROS_SECURITY_* say security is enforced and the keystore has its keys; the simulator
 then runs in SIM_ENCLAVE without setting the autopilot's course (the helm does), and rviz,
-which has no enclave in the policy, is refused.
+which has no enclave in the policy, is refused. `helm:=true` also serves the helm page
+(helm_node); with `enclave` it runs in HELM_ENCLAVE.
 """
 
 import os
@@ -29,10 +31,13 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from autopilot_ros.launch_config import (
+    HELM_ENCLAVE,
+    HELM_PORT,
     INSTRUMENT_ARGUMENTS,
     SIM_ENCLAVE,
     default_params_file,
     enclave_arguments,
+    helm_parameters,
     instruments_parameters,
     node_parameters,
     rviz_config,
@@ -57,7 +62,9 @@ def _nodes(context: LaunchContext) -> list:
         raise RuntimeError(why)
     enclave = LaunchConfiguration('enclave').perform(context).strip()
     sim_enclave = SIM_ENCLAVE if enclave and sim else ''
-    for name in filter(None, (enclave, sim_enclave)):
+    helm = _flag(context, 'helm')
+    helm_enclave = HELM_ENCLAVE if enclave and helm else ''
+    for name in filter(None, (enclave, sim_enclave, helm_enclave)):
         if why := security_problem(name, os.environ):
             raise RuntimeError(why)
     if enclave and rviz:
@@ -100,6 +107,18 @@ def _nodes(context: LaunchContext) -> list:
         nodes.append(Node(
             package='autopilot_ros', executable='instruments_node', name='instruments',
             namespace=namespace, output='screen', parameters=[instruments],
+        ))
+    if helm:
+        # The helm page: a browser on the boat's wifi steers through the autopilot's
+        # services, as a helm station does (README, "The helm page").
+        nodes.append(Node(
+            package='autopilot_ros', executable='helm_node', name='helm',
+            namespace=namespace, output='screen', ros_arguments=enclave_arguments(helm_enclave),
+            parameters=[helm_parameters(
+                LaunchConfiguration('helm_address').perform(context),
+                LaunchConfiguration('helm_port').perform(context),
+                LaunchConfiguration('helm_token_file').perform(context),
+                LaunchConfiguration('helm_foxglove_port').perform(context))],
         ))
     if rviz:
         nodes.append(Node(
@@ -145,5 +164,19 @@ def generate_launch_description() -> LaunchDescription:
         *(DeclareLaunchArgument(name, default_value='',
                                 description=f'instruments_node {param} (empty: its default)')
           for name, (param, _) in INSTRUMENT_ARGUMENTS.items()),
+        DeclareLaunchArgument('helm', default_value='false',
+                              description='also serve the helm page (helm_node) for a browser'),
+        DeclareLaunchArgument('helm_address', default_value='127.0.0.1',
+                              description="the helm page's address: 127.0.0.1 (this computer "
+                                          "only) or the boat's own wifi address; 0.0.0.0 "
+                                          'serves every network the computer is on'),
+        DeclareLaunchArgument('helm_port', default_value=str(HELM_PORT),
+                              description="the helm page's TCP port"),
+        DeclareLaunchArgument('helm_token_file', default_value='',
+                              description='file holding the access token that unlocks the '
+                                          'helm buttons (none: the page is view only)'),
+        DeclareLaunchArgument('helm_foxglove_port', default_value='0',
+                              description='also offer the helm state to Foxglove on this port '
+                                          '(foxglove-sdk, view only); 0 = off'),
         OpaqueFunction(function=_nodes),
     ])

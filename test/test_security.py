@@ -183,7 +183,9 @@ def test_every_sensor_input_is_read_by_the_autopilot_and_published_by_the_driver
         assert allowed(ALL[AUTOPILOT_ENCLAVE], 'subscribe', topic), topic
         assert allowed(ALL[SENSORS], 'publish', topic), topic
         assert allowed(ALL[SIM_ENCLAVE], 'publish', topic), topic
-        assert who(ALL, 'subscribe', topic) == {AUTOPILOT_ENCLAVE}, topic
+        # Read by the autopilot, and by the helm for the helm page's display (the helm
+        # page shows heading, wind, speed and the measured rudder; IMU is not shown).
+        assert who(ALL, 'subscribe', topic) <= {AUTOPILOT_ENCLAVE, HELM}, topic
 
 
 def test_only_the_autopilot_publishes_its_outputs_and_rudder_command_above_all():
@@ -234,14 +236,28 @@ def test_the_drivers_and_the_helm_may_do_their_part_and_nothing_of_the_pilots():
     angle = resolve(INPUT_BY_NAME['rudder_angle'].name, '/', 'rudder_driver')
     assert ALL[RUDDER] == rudder | {'publish': rudder['publish'] | {angle},
                                     'subscribe': {'/rudder_command'}}
-    # The helm reads what the pilot reports, and nothing it steers by.
+    # The helm reads what the pilot reports and, for the helm page, what the instruments
+    # say; it publishes nothing the pilot steers by.
     assert ALL[HELM]['subscribe'] == {'/autopilot/status', '/autopilot/markers',
-                                      '/diagnostics', '/rosout'}
+                                      '/diagnostics', '/rosout', '/heading', '/wind',
+                                      '/speed', '/rudder_angle'}
     assert ALL[HELM]['request'] <= NODE_GRAPH['reply']
     assert not ALL[HELM]['publish'] - {'/rosout', '/parameter_events'}
     # Its command-line nodes (_ros2cli_*) serve their own services only.
     for pattern in ALL[HELM]['reply']:
         assert pattern.startswith(('/helm/', '/_ros2cli_')), pattern
+
+
+def test_the_helm_page_may_do_what_helm_node_does_in_the_helm_enclave():
+    from autopilot_ros.launch_config import HELM_ENCLAVE
+    assert HELM_ENCLAVE == HELM  # where the launch runs it with enclave:=
+    graph = graph_of(REPO / 'autopilot_ros' / 'helm_node.py', 'helm')
+    unresolved = {n for names in graph.values() for n in names if n.startswith('?')}
+    assert not unresolved, f'helm_node.py names {unresolved}: use literals'
+    assert graph['request'] == {'/autopilot/engage', '/autopilot/steer'}
+    assert not graph['publish'] - {'/rosout', '/parameter_events'}
+    for permission, names in graph.items():
+        assert names <= ALL[HELM].get(permission, set()), permission
 
 
 def test_the_simulator_may_do_what_sim_node_does_but_not_set_the_course():
@@ -287,7 +303,10 @@ def test_the_launch_runs_a_node_in_an_enclave_only_with_security_enforced(tmp_pa
 def test_the_launch_file_passes_the_enclaves_to_its_nodes():
     source = (REPO / 'launch' / 'autopilot.launch.py').read_text()
     assert "DeclareLaunchArgument('enclave'" in source
-    assert source.count('ros_arguments=enclave_arguments(') == 2  # autopilot and simulator
+    # The autopilot, the simulator and the helm page.
+    assert source.count('ros_arguments=enclave_arguments(') == 3
+    assert 'ros_arguments=enclave_arguments(helm_enclave)' in source
+    assert 'HELM_ENCLAVE if enclave and helm' in source
     assert "'engage_autopilot': not sim_enclave" in source
 
 
