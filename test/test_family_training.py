@@ -19,7 +19,8 @@ from autopilot_ros.sim.boats import (
     selection_boats,
 )
 from autopilot_ros.sim.evaluate import RunResult, evaluate
-from autopilot_ros.training.pipeline import dagger_boat, ship_rule, sim_boats
+from autopilot_ros.training.pipeline import dagger_boat, sim_boats
+from autopilot_ros.training.verdict import ship_rule
 
 
 def test_training_selection_and_dagger_boats_never_meet():
@@ -121,3 +122,33 @@ def test_short_training_on_randomized_boats_end_to_end(tmp_path: Path):
     assert 'On boats it was never trained on' in card and '| small_lively | calm_compass |' in card
     assert ('Ship rule met' in card) == rule['ship']
     assert 'boats drawn from the family' in card
+
+
+def test_eval_json_round_trips_and_the_held_out_report_applies_the_ship_rule(tmp_path: Path):
+    import importlib.util
+
+    from autopilot_ros.sim.evaluate import main as eval_main
+    from autopilot_ros.sim.evaluate import read_json
+
+    runs = tmp_path / 'runs.json'
+    assert eval_main(['--pilots', 'pid', 'expert', '--scenarios', 'calm_compass', '--seeds', '1',
+                      '--boats', 'reference', 'small_lively', '--workers', '1', '--json',
+                      str(runs), '--plot', str(tmp_path / 'traces.png')]) == 0
+    back = read_json(str(runs))
+    assert [(r.pilot, r.boat) for r in back] == [('pid', 'reference'), ('pid', 'small_lively'),
+                                                ('expert', 'reference'),
+                                                ('expert', 'small_lively')]
+    assert all(r.rms_deg > 0 and r.trace == {} for r in back)
+    # The report, with the expert standing in for a model: it beats the PID by far on the
+    # held-out boat, but no PD ran on the reference yacht, so the rule cannot be met.
+    spec = importlib.util.spec_from_file_location(
+        'held_out_report', Path(__file__).parents[1] / 'tools' / 'held_out_report.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'report.md'
+    assert tool.main([str(runs), '--model', 'expert', '--out', str(out)]) == 0
+    text = out.read_text()
+    assert '| small_lively | calm_compass |' in text and '**Not met**' in text
+    assert 'reference yacht' in text
+    with pytest.raises(SystemExit):
+        tool.main([str(runs), '--model', 'nobody.onnx', '--out', str(out)])

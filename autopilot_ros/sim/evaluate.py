@@ -14,6 +14,7 @@ every pilot on other boats too (sim/boats.py: the held-out set, or family_<seed>
 
 import argparse
 from dataclasses import dataclass, field, replace
+import json
 import math
 import os
 import sys
@@ -206,6 +207,21 @@ def _scenario_table(results: list[RunResult]) -> str:
     return '\n'.join(lines).rstrip()
 
 
+def write_json(results: list[RunResult], path: str) -> None:
+    """Every run's metrics (no traces) as a JSON list, for scripts and reports."""
+    rows = [{k: v for k, v in vars(r).items() if k != 'trace'} for r in results]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(rows, f, indent=1, default=float)
+        f.write('\n')
+
+
+def read_json(path: str) -> list[RunResult]:
+    """The runs `write_json` wrote."""
+    with open(path) as f:
+        return [RunResult(**row) for row in json.load(f)]
+
+
 def plot_traces(results: list[RunResult], path: str) -> str:
     """One panel pair (heading+target, rudder) per scenario, every pilot overlaid."""
     import matplotlib
@@ -250,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"no training may use: {', '.join(HELD_OUT)}), one of those, "
                              "or family_<seed> (a boat drawn from the family)")
     parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
+    parser.add_argument('--json', metavar='PATH',
+                        help='also write every run (pilot, boat, scenario, seed, metrics) as JSON')
     parser.add_argument('--workers', type=int, default=default_workers(),
                         help='processes running episodes (default: the cores, at most 4)')
     args = parser.parse_args(argv)
@@ -275,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(file=sys.stderr)
     print(summary_table(results))
+    if args.json:
+        write_json(results, args.json)
+        print(f'runs: {args.json}')
     print(f'\ntraces: {plot_traces(results, args.plot)}')
     return 0
 
