@@ -23,9 +23,12 @@ from autopilot_ros.training.bags import read_bags
 from autopilot_ros.training.dataset import DatasetConfig, build_dataset, split
 from autopilot_ros.training.demos import write_demo_bag
 
-# (threads, OMP_WAIT_POLICY, a busy process beside it): the training default is the first.
-TRAINING_RUNS = ((1, 'PASSIVE', False), (1, 'PASSIVE', True), (2, 'PASSIVE', True),
-                 (2, 'ACTIVE', True))
+# (threads, OMP_WAIT_POLICY, a busy process beside it, objective): the training default is
+# the first. 'plain' is imitation alone (no mirroring, no smoothness term): what the
+# default objective costs on top.
+TRAINING_RUNS = ((1, 'PASSIVE', False, 'default'), (1, 'PASSIVE', True, 'default'),
+                 (1, 'PASSIVE', True, 'plain'), (2, 'PASSIVE', True, 'default'),
+                 (2, 'ACTIVE', True, 'default'))
 _TRAIN_ONE_EPOCH = """
 import sys, numpy as np
 from autopilot_ros.training.dataset import Dataset
@@ -33,20 +36,22 @@ from autopilot_ros.training.train import Progress, TrainConfig, train_model
 d = np.load(sys.argv[1])
 parts = [Dataset(*(d[f'{n}_{k}'] for k in ('rows', 'ends', 'labels', 'groups', 'stamps')))
          for n in ('train', 'val')]
-_, h = train_model(*parts, TrainConfig(epochs=1, threads=int(sys.argv[2])),
+plain = {'mirror': False, 'smooth_weight': 0.0} if sys.argv[3] == 'plain' else {}
+_, h = train_model(*parts, TrainConfig(epochs=1, threads=int(sys.argv[2]), **plain),
                    Progress(open('/dev/null', 'w')))
 print(len(parts[0]) / h.epochs[0].seconds)
 """
 
 
-def _training_rate(data: pathlib.Path, threads: int, wait_policy: str, load: bool) -> float:
+def _training_rate(data: pathlib.Path, threads: int, wait_policy: str, load: bool,
+                   objective: str) -> float:
     """Windows/s of one epoch in a fresh process (OpenMP reads its wait policy at start),
     optionally beside a process that keeps one core busy, as CI and a laptop's browser do."""
     env = {**os.environ, 'OMP_WAIT_POLICY': wait_policy}
     busy = subprocess.Popen([sys.executable, '-c', 'while True: pass']) if load else None
     try:
         out = subprocess.run([sys.executable, '-P', '-c', _TRAIN_ONE_EPOCH, str(data),
-                              str(threads)],
+                              str(threads), objective],
                              env=env, check=True, capture_output=True, text=True)
     finally:
         if busy:
@@ -89,16 +94,18 @@ def main() -> None:
         np.savez(saved, **{f'{name}_{k}': getattr(part, k) for name, part in
                            (('train', train), ('val', val))
                            for k in ('rows', 'ends', 'labels', 'groups', 'stamps')})
-        for threads, policy, load in TRAINING_RUNS:
-            rate = _training_rate(saved, threads, policy, load)
+        for threads, policy, load, objective in TRAINING_RUNS:
+            rate = _training_rate(saved, threads, policy, load, objective)
             rows.append((f'train 1 epoch, {threads} thread(s), {policy.lower()} wait'
-                         f'{", cores busy" if load else ""}', rate, 'windows/s'))
+                         f'{", cores busy" if load else ""}'
+                         f'{", imitation alone" if objective == "plain" else ""}', rate,
+                         'windows/s'))
     print(f'{args.bags} bags per storage, {args.duration:g} s each, '
           f'{messages:,} messages per storage, {len(data):,} windows')
-    print(f'{"stage":52s} {"rate":>12s}')
-    print('-' * 72)
+    print(f'{"stage":66s} {"rate":>12s}')
+    print('-' * 86)
     for name, rate, unit in rows:
-        print(f'{name:52s} {rate:12,.0f} {unit}')
+        print(f'{name:66s} {rate:12,.0f} {unit}')
 
 
 if __name__ == '__main__':
