@@ -190,6 +190,17 @@ def test_the_command_line_tools_are_on_path_after_sourcing_the_install():
         assert out.returncode == 0 and 'usage:' in out.stdout, out.stderr
 
 
+def test_the_installed_autopilot_eval_runs_its_episodes_in_processes(tmp_path):
+    """Spawned workers import the script that started them: it must not start again."""
+    import shutil
+    out = subprocess.run([shutil.which('autopilot-eval'), '--pilots', 'pid', '--scenarios',
+                          'calm_compass', '--seeds', '2', '--workers', '2', '--plot',
+                          str(tmp_path / 't.png'), '--json', str(tmp_path / 'runs.json')],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'calm_compass' in out.stdout and (tmp_path / 'runs.json').stat().st_size > 0
+
+
 def test_the_manifest_asks_a_headless_pi_for_no_desktop_and_no_unknown_rosdep_key():
     """rosdep on the boat's Pi must not pull rviz2 (Qt, OGRE), nor fail on a pip-only key."""
     import xml.etree.ElementTree as ET
