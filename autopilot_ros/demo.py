@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
           'model was not trained on too: autopilot-eval --pilots pid pd expert '
           'resource/autopilot.onnx --boats reference held_out')
     if model:
-        print('This is the model on the yacht it was trained on. On a real boat the node '
+        print('This is the model on the reference yacht, one of the boats it was trained on. '
+              'On a real boat the node '
               'starts with the PID pilot (model_path:=shipped loads this model): '
               'docs/held_out_boats.md says why.')
     return 0

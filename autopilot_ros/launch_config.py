@@ -6,8 +6,9 @@ import shutil
 
 MODEL_FILE = 'autopilot.onnx'
 # `model_path: shipped` names the package's own model (resource/autopilot.onnx). It is an
-# option, not the default: trained on the simulator's yacht, it is no better than the PID
-# on boats it has not seen (docs/held_out_boats.md), and every real boat is one of those.
+# option, not the default: trained in the simulator across a family of boats, it is better
+# than the PID in the mean on boats it has not seen but worse on some of them
+# (docs/held_out_boats.md), and every real boat is one it has not seen.
 SHIPPED = 'shipped'
 
 

@@ -263,8 +263,8 @@ class AutopilotNode(Node):
     def _declare_parameters(self) -> None:
         d = self.declare_parameter
         share = get_package_share_directory('autopilot_ros')
-        # Precedence: command line > params file > this default: the PID pilot alone, which
-        # on a boat the shipped model has not seen steers as well (docs/held_out_boats.md).
+        # Precedence: command line > params file > this default: the PID pilot alone; the
+        # shipped model is worse than it on some boats it has not seen (docs/held_out_boats.md).
         d('model_path', 'none', ParameterDescriptor(
             description=f"ONNX model; 'none' (or empty) = the PID pilot only; '{SHIPPED}' = "
                         "the package's own model. Set at runtime to swap models."))

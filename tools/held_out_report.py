@@ -34,7 +34,7 @@ def _mean(rs: list[RunResult], key: str) -> float:
         else math.nan
 
 
-def report(results: list[RunResult], model: str, command: str) -> str:
+def report(results: list[RunResult], model: str, command: str, note: str = '') -> str:
     boats = [b for b in dict.fromkeys(r.boat for r in results)]
     scenarios = list(dict.fromkeys(r.scenario for r in results))
     seeds = len({r.seed for r in results})
@@ -96,6 +96,7 @@ def report(results: list[RunResult], model: str, command: str) -> str:
         + ('**Met.**' if rule['ship'] else '**Not met**: ' + '; '.join(rule['why_not'])
            + '. The PID pilot stays the default.'),
         '',
+        *([note, ''] if note else []),
         'Per boat and scenario (RMS deg / worst deg / rudder travel per min):',
         '',
         '| boat | scenario | ' + ' | '.join(f'{p} RMS / worst / travel'
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--model', required=True, help="the model's pilot name (file name)")
     parser.add_argument('--out', required=True, help='the Markdown file to write')
     parser.add_argument('--command', default='', help='how the runs were made')
+    parser.add_argument('--note', default='', help='a paragraph before the per-cell table')
     args = parser.parse_args(argv)
     results = read_json(args.runs)
     if not any(r.pilot == args.model for r in results):
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print('held_out_report: no reference-yacht runs: its margin over PD is not judged',
               file=sys.stderr)
     with open(args.out, 'w') as f:
-        f.write(report(results, args.model, args.command))
+        f.write(report(results, args.model, args.command, args.note))
     print(f'wrote {args.out}')
     return 0
 
