@@ -166,8 +166,8 @@ def test_a_model_never_steers_on_absent_imu_fields_and_the_pid_uses_the_turn_rat
     assert all(math.isfinite(o.command) for o in outs)
     assert pilot.rejected_samples == 0  # the readings count: nothing was dropped
     # The operator is told why, by name, not 'feature row not finite'.
-    assert 'the IMU does not measure roll, pitch, roll_rate, pitch_rate, accel_x' in \
-        outs[-1].reason
+    assert ('the IMU does not measure roll, pitch, roll_rate, pitch_rate, accel_x, accel_y, '
+            'accel_z: no model can steer on it') in outs[-1].reason
     # The PID's D term acts on the bridge's turn rate: the same boat turning to starboard
     # at 0.05 rad/s (z = -0.05) asks for less starboard rudder than one not turning.
     pid = PIDPilot(PIDGains())
@@ -186,3 +186,42 @@ def test_the_same_pilot_with_a_full_imu_lets_the_model_steer():
     pilot.set_mode('compass', 10 * DEG)
     outs = _run(pilot, lambda t: ImuSample(t, 0.0, 0.0, 0.0, 0.0, -0.05, 0.0, 0.0, GRAVITY))
     assert model.calls > 0 and outs[-1].policy == POLICY_MODEL
+
+
+# -- the edges mutation testing found unpinned ------------------------------------------
+def test_a_covariance_of_any_length_is_read_safely():
+    # No covariance entries at all: nothing is marked absent (and nothing is indexed).
+    msg = imu_msg()
+    for block in ('orientation', 'angular_velocity', 'linear_acceleration'):
+        setattr(msg, f'{block}_covariance', [])
+    full = imu_from_msg(msg)
+    assert absent_fields(full) == () and full.roll_rate == pytest.approx(0.1)
+    # A one-entry covariance saying -1 marks its block absent like a nine-entry one.
+    msg = imu_msg()
+    msg.linear_acceleration_covariance = [-1.0]
+    assert absent_fields(imu_from_msg(msg)) == ('accel_x', 'accel_y', 'accel_z')
+
+
+def test_rates_marked_absent_read_as_nan_even_when_the_message_holds_zeros():
+    s = imu_from_msg(imu_msg(rates=(0.0, 0.0, 0.0), absent=('angular_velocity',)))
+    assert math.isnan(s.roll_rate) and math.isnan(s.pitch_rate) and math.isnan(s.yaw_rate_z)
+    assert not s.rates_known
+
+
+def test_an_attitude_only_sample_writes_zero_rates_marked_absent():
+    attitude = ImuSample(1.0, 0.1, 0.02, NAN, NAN, NAN, NAN, NAN, NAN, 1.0,
+                         orientation_known=True, rates_known=False, accel_known=False)
+    msg = imu_msg(rates=(5.0, 6.0, 7.0))
+    fill_imu_msg(msg, attitude)
+    w = msg.angular_velocity
+    assert (w.x, w.y, w.z) == (0.0, 0.0, 0.0)
+    assert msg.angular_velocity_covariance[0] == -1.0
+    assert msg.angular_velocity_covariance[1:] == [0.0] * 8
+
+
+def test_an_absent_block_does_not_excuse_a_broken_field_after_it():
+    # Orientation absent (roll and pitch, the first fields, NaN): an infinite acceleration
+    # further on is still a broken reading.
+    broken = ImuSample(1.0, NAN, NAN, 0.1, 0.1, -0.1, 0.0, math.inf, GRAVITY, 1.0,
+                       orientation_known=False)
+    assert check_sample(broken, {})[0] is Rejected.NONFINITE
