@@ -225,9 +225,9 @@ def test_bad_settings_are_one_clear_message(kwargs, message):
 
 def test_backoff_doubles_up_to_the_cap_and_resets():
     backoff = Backoff(0.5, 4.0)
-    assert [backoff.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     backoff.reset()
-    assert backoff.next() == 0.5
+    assert backoff.next_delay() == 0.5
 
 
 # -- fuzz ----------------------------------------------------------------------------------

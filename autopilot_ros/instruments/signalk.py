@@ -68,6 +68,7 @@ from autopilot_ros.instruments.readings import (
     TurnRateReading,
     WindReading,
 )
+from autopilot_ros.instruments.transport import Backoff
 
 HEADING_MAGNETIC = 'navigation.headingMagnetic'
 HEADING_TRUE = 'navigation.headingTrue'
@@ -391,22 +392,6 @@ class SignalKStats(SourceStats):
     auth_errors: int = 0
 
 
-class Backoff:
-    """Capped exponential backoff: `initial`, doubling, never above `cap` seconds."""
-
-    def __init__(self, initial: float = 0.5, cap: float = 30.0) -> None:
-        self.initial, self.cap = initial, cap
-        self._next = initial
-
-    def next(self) -> float:
-        delay = self._next
-        self._next = min(self.cap, self._next * 2.0)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
-
-
 class SignalKSource:
     """One connection to a Signal K server's delta stream (readings.Source).
 
@@ -470,7 +455,7 @@ class SignalKSource:
                     self.stats.connected = False
             if self._got_data:
                 self.backoff.reset()
-            if stop.wait(self.backoff.next()):
+            if stop.wait(self.backoff.next_delay()):
                 break
 
     def _failed(self, message: str, auth: bool = False) -> None:
