@@ -9,6 +9,7 @@ takes. A boat's narrower spans are the autopilot's business (`plausible.*` param
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import math
 
 from autopilot_ros.inputs import INPUT_BY_NAME, MAX_RATE
@@ -17,6 +18,7 @@ from autopilot_ros.instruments.readings import (
     HeadingReading,
     Reading,
     RudderReading,
+    SourceStats,
     SpeedReading,
     TurnRateReading,
     WindReading,
@@ -70,3 +72,21 @@ def reading_problem(reading: Reading) -> str:
     if isinstance(reading, RudderReading):
         return _within('angle', reading.angle, -MAX_RUDDER_ANGLE, MAX_RUDDER_ANGLE)
     return f'not a reading: {type(reading).__name__}'
+
+
+def keep_plausible(readings: list[Reading], stats: SourceStats, stamp: float, what: str,
+                   error: Callable[[str], object]) -> list[Reading]:
+    """The readings that pass `reading_problem`, counted in `stats` (readings, last seen);
+    each one that does not goes to `error` as '<what>: <problem>'."""
+    good = []
+    for reading in readings:
+        if problem := reading_problem(reading):
+            error(f'{what}: {problem}')
+        else:
+            good.append(reading)
+    if good:
+        with stats.lock:
+            stats.readings += len(good)
+            for reading in good:
+                stats.last_seen[kind(reading)] = stamp
+    return good

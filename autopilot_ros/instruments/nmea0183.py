@@ -41,7 +41,7 @@ import time
 
 import pynmea2
 
-from autopilot_ros.instruments.checks import kind, reading_problem
+from autopilot_ros.instruments.checks import keep_plausible
 from autopilot_ros.instruments.readings import (
     AttitudeReading,
     HeadingReading,
@@ -175,18 +175,7 @@ class Nmea0183Parser:
         if not readings:
             self.stats.count('ignored')  # well-formed, but says nothing we use (empty fields)
             return []
-        good = []
-        for reading in readings:
-            if problem := reading_problem(reading):
-                self._error(f'{kind_}: {problem}')
-            else:
-                good.append(reading)
-        if good:
-            with self.stats.lock:
-                self.stats.readings += len(good)
-                for reading in good:
-                    self.stats.last_seen[kind(reading)] = stamp
-        return good
+        return keep_plausible(readings, self.stats, stamp, kind_, self._error)
 
     def _checksum_ok(self, line: str) -> bool:
         star = line.rfind('*')

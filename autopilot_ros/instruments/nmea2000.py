@@ -37,7 +37,7 @@ import can
 from nmea2000 import NMEA2000Decoder
 from nmea2000.input_formats import N2KFormat
 
-from autopilot_ros.instruments.checks import TWO_PI, kind, reading_problem
+from autopilot_ros.instruments.checks import TWO_PI, keep_plausible
 from autopilot_ros.instruments.readings import (
     AttitudeReading,
     HeadingReading,
@@ -154,18 +154,7 @@ class Nmea2000Decoder:
         if not readings:
             self.stats.count('ignored')
             return []
-        good = []
-        for reading in readings:
-            if problem := reading_problem(reading):
-                self._error(f'PGN {pgn}: {problem}')
-            else:
-                good.append(reading)
-        if good:
-            with self.stats.lock:
-                self.stats.readings += len(good)
-                for reading in good:
-                    self.stats.last_seen[kind(reading)] = stamp
-        return good
+        return keep_plausible(readings, self.stats, stamp, f'PGN {pgn}', self._error)
 
     def _error(self, why: str) -> list[Reading]:
         with self.stats.lock:
