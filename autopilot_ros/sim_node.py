@@ -17,8 +17,8 @@ With `nmea.tcp_port` (and/or `nmea.udp`) the sensors also go out as NMEA 0183 se
 instruments_node, so the pilot sees the boat through the bridge as it would at sea.
 With `signalk.url` they also go as Signal K deltas to that server (sim/signalk_out.py), written
 as a Signal K sensor writes them; `signalk.only` likewise leaves the topics to the bridge.
-The simulator does not start the server: whoever starts the bridge does (demo.py, the launch
-file's throwaway server), as on a boat neither the sensors nor the pilot own it.
+The simulator does not start the server, as on a boat neither the sensors nor the pilot own
+it: whoever starts the run does (demo.py; the launch file's throwaway server process).
 
 With `helmsman:=expert` the simulator's expert helmsman steers and `rudder_command` only
 paces lockstep: run the autopilot with `hand_steering:=true` and record, and you have the
@@ -185,6 +185,9 @@ class SimNode(Node):
             out.close()
         if getattr(self, 'signalk', None) is not None:
             self.signalk.close()
+            w = self.signalk
+            self.get_logger().info(f'Signal K: {w.sent} deltas written, {w.dropped} dropped '
+                                   f'while not connected, {w.failures} connection failures')
         super().destroy_node()
 
     def _start_scenario(self) -> None:

@@ -4,6 +4,7 @@ and the whole chain simulator -> NMEA 0183 -> instruments_node -> autopilot_node
 The installed executables run as processes, as `ros2 run` starts them.
 """
 
+import bisect
 import json
 import math
 import pathlib
@@ -276,7 +277,6 @@ def _values_match(bridge: list[float], truth: list[float], tol: float) -> float:
     if not bridge:
         return 0.0
     ordered = sorted(truth)
-    import bisect
     hits = 0
     for value in bridge:
         i = bisect.bisect_left(ordered, value)
@@ -304,6 +304,7 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     from autopilot_ros.msg import AutopilotStatus
     from autopilot_ros.pilot import POLICY_NAMES
     from autopilot_ros.ros_messages import message_class
+    from autopilot_ros.samples import imu_from_msg
 
     share = get_package_share_directory('autopilot_ros')
     summary = tmp_path / 'summary.json'
@@ -358,7 +359,6 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     # The recovery scenario turns 75 deg: the rudder and the turn rate go both ways.
     rudder = [m.angle for m in got['rudder_angle']]
     assert min(rudder) < -0.05 and max(rudder) > 0.05
-    from autopilot_ros.samples import imu_from_msg
     imu, imu_truth = ([imu_from_msg(m) for m in got[k]] for k in ('imu', '/truth/imu'))
     rates = [s.yaw_rate_z for s in imu if math.isfinite(s.yaw_rate_z)]
     assert min(rates) < -0.01 and max(rates) > 0.01  # REP-103: z > 0 is a turn to port
@@ -396,3 +396,9 @@ def test_the_simulator_refuses_signalk_only_without_a_server(tmp_path):
     assert out.returncode == 2
     assert out.stdout.strip().splitlines()[-1] == 'sim_node: signalk.only needs signalk.url'
     assert 'Traceback' not in out.stdout + out.stderr
+    bad = subprocess.run([executable('sim_node'), '--ros-args', '-p', 'signalk.url:=ftp://x'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stdout.strip().splitlines()[-1] == (
+        "sim_node: Signal K url 'ftp://x': the scheme must be ws or wss")
+    assert 'Traceback' not in bad.stdout + bad.stderr
