@@ -289,15 +289,15 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
         tmp_path, signalk_server, spinner, wait, processes):
     """sim_node -> Signal K deltas -> signalk-server -> instruments_node -> autopilot_node.
 
-    The simulator also publishes its own sensor readings, remapped to /truth/*, so every
-    value the bridge publishes can be found among the ones the simulator's sensors produced,
-    with its sign: a sign lost or doubled anywhere on the way (encoder, server, parser,
+    The simulator also publishes its own sensor readings, remapped to /truth/*, so the
+    values the bridge publishes can be found among the ones the simulator's sensors produced,
+    with their signs: a sign lost or doubled anywhere on the way (encoder, server, parser,
     bridge, message) would not be found.
     """
     from ament_index_python.packages import get_package_share_directory
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
     from autopilot_ros.launch_config import SIM_STAMP_TOLERANCE, default_params_file
@@ -313,12 +313,14 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     node.create_subscription(AutopilotStatus, 'autopilot/status', statuses.append,
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     got: dict[str, list] = {}
+    # Best effort as published, with room: a truth message the probe drops is a bridge value
+    # it cannot find (so the share below is 95 %, where a sign error gives a few %).
+    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
     for prefix in ('', '/truth/'):
         for name, spec in INPUT_BY_NAME.items():
             node.create_subscription(
                 message_class(spec.msg_type), prefix + name,
-                lambda m, k=prefix + name: got.setdefault(k, []).append(m),
-                qos_profile_sensor_data)
+                lambda m, k=prefix + name: got.setdefault(k, []).append(m), qos)
     diags: list = []
     node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
     autopilot = processes([executable('autopilot_node'), '--ros-args', '--params-file',
@@ -347,27 +349,27 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
         assert [p for p in problems if p is not None] == [], name
     # The signs: each value the bridge published is one the simulator's sensors produced.
     heading = [m.heading for m in got['heading']]
-    assert _values_match(heading, [m.heading for m in got['/truth/heading']], 1e-9) > 0.99
+    assert _values_match(heading, [m.heading for m in got['/truth/heading']], 1e-9) > 0.95
     for field in ('angle', 'speed'):
         ours = [getattr(m, field) for m in got['wind']]
         assert _values_match(ours, [getattr(m, field) for m in got['/truth/wind']],
-                             1e-9) > 0.99, field
+                             1e-9) > 0.95, field
     assert _values_match([m.twist.linear.x for m in got['speed']],
-                         [m.twist.linear.x for m in got['/truth/speed']], 1e-9) > 0.99
+                         [m.twist.linear.x for m in got['/truth/speed']], 1e-9) > 0.95
     assert _values_match([m.angle for m in got['rudder_angle']],
-                         [m.angle for m in got['/truth/rudder_angle']], 1e-9) > 0.99
+                         [m.angle for m in got['/truth/rudder_angle']], 1e-9) > 0.95
     # The recovery scenario turns 75 deg: the rudder and the turn rate go both ways.
     rudder = [m.angle for m in got['rudder_angle']]
     assert min(rudder) < -0.05 and max(rudder) > 0.05
     imu, imu_truth = ([imu_from_msg(m) for m in got[k]] for k in ('imu', '/truth/imu'))
     rates = [s.yaw_rate_z for s in imu if math.isfinite(s.yaw_rate_z)]
     assert min(rates) < -0.01 and max(rates) > 0.01  # REP-103: z > 0 is a turn to port
-    assert _values_match(rates, [s.yaw_rate_z for s in imu_truth], 1e-9) > 0.99
+    assert _values_match(rates, [s.yaw_rate_z for s in imu_truth], 1e-9) > 0.95
     attitude = [s for s in imu if s.orientation_known]
     assert len(attitude) > 100
     for field in ('roll', 'pitch'):  # Signal K pitch is bow up: flipped twice on the way
         assert _values_match([getattr(s, field) for s in attitude],
-                             [getattr(s, field) for s in imu_truth], 1e-6) > 0.99, field
+                             [getattr(s, field) for s in imu_truth], 1e-6) > 0.95, field
     # REP-145: Signal K has no accelerations and no roll or pitch rates: marked absent.
     for m in got['imu']:
         assert m.linear_acceleration_covariance[0] == -1.0
@@ -376,6 +378,7 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     status = next(s for a in reversed(diags) for s in a.status if s.name.endswith(': signalk'))
     values = {kv.key: kv.value for kv in status.values}
     assert values['connected'] == 'true' and values['parse errors'] == '0'
+    assert values['connection'] == f'{signalk_server.url}/signalk/v1/stream'
     assert values['stamped with'].startswith('receive time')
     assert values['heading reference'] == 'magnetic'
 

@@ -205,6 +205,12 @@ def test_stream_url_and_subscription():
     assert [s['path'] for s in subscription['subscribe']] == list(PATHS)
 
 
+def test_the_source_describes_itself_without_the_token_a_url_may_carry():
+    source = SignalKSource('ws://pi.local:3000/signalk/v1/stream?token=secret')
+    assert source.describe() == 'ws://pi.local:3000/signalk/v1/stream'
+    assert 'secret' in source.url  # still sent: the server reads it there
+
+
 def test_a_websockets_too_old_for_the_client_is_one_clear_message(monkeypatch):
     import websockets
     monkeypatch.setattr(websockets, '__version__', '10.4')  # Debian 12's, Ubuntu 24.04's
