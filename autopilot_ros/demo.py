@@ -12,6 +12,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -31,27 +32,18 @@ def main(argv: list[str] | None = None) -> int:
                         help='let the simulator run at --speed even if the pilot lags')
     parser.add_argument('--model', default=None, help='ONNX model (default: the shipped one)')
     parser.add_argument('--out', default='out/demo_summary.json')
-    parser.add_argument('--instruments', choices=('ros', 'nmea0183'), default='ros',
+    parser.add_argument('--instruments', choices=('ros', 'nmea0183', 'signalk'),
+                        default='ros',
                         help='nmea0183: the simulator serves NMEA 0183 over TCP and '
-                             'instruments_node bridges it to the pilot, as on a boat')
+                             'instruments_node bridges it to the pilot, as on a boat; '
+                             'signalk: the simulator writes Signal K deltas into a '
+                             'throwaway signalk-server (make signalk-server) the bridge reads')
     args = parser.parse_args(argv)
     domain = isolate_dds()
 
     from ament_index_python.packages import get_package_prefix, get_package_share_directory
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from autopilot_ros.launch_config import (
-        SIM_STAMP_TOLERANCE,
-        default_params_file,
-        shipped_model_path,
-    )
-    from autopilot_ros.msg import AutopilotStatus
-    from autopilot_ros.pilot import POLICY_NAMES
-    from autopilot_ros.sim.evaluate import RunResult, summary_table
-    from autopilot_ros.sim.scenarios import SCENARIOS
+    from autopilot_ros.launch_config import shipped_model_path
 
     share = get_package_share_directory('autopilot_ros')
     lib = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib' / 'autopilot_ros'
@@ -67,18 +59,68 @@ def main(argv: list[str] | None = None) -> int:
     mode = 'free running' if args.no_lockstep else 'lockstep'
     print(f'demo: autopilot ({label}) vs simulated boat, scenarios {args.scenarios}, '
           f'up to {args.speed:g}x real time ({mode}), ROS_DOMAIN_ID={domain}', flush=True)
+    # Signal K: the demo starts the server, before either node, and stops it last. It owns
+    # every process of the run already; the server is shared by the simulator (writing, as
+    # a Signal K sensor does) and the bridge (reading), and on a boat neither owns it either;
+    # started first, its URL is known to both from the start and no scenario time is lost
+    # while Node.js starts.
+    signalk_server = None
+    if args.instruments == 'signalk':
+        from autopilot_ros.instruments.signalk_server import (
+            LocalSignalKServer,
+            SignalKServerUnavailable,
+        )
+        config = pathlib.Path(os.path.splitext(out)[0] + '_signalk')  # its log stays there
+        shutil.rmtree(config, ignore_errors=True)  # a fresh server every run
+        try:
+            signalk_server = LocalSignalKServer(config, sample=None, die_with_parent=True)
+            signalk_server.start()
+        except (SignalKServerUnavailable, RuntimeError) as exc:
+            if signalk_server is not None:
+                signalk_server.close()
+            print(f'demo: --instruments signalk: {exc}', file=sys.stderr)
+            return 2
+    try:
+        return _run(args, out, model, label, lib, share, signalk_server)
+    finally:
+        if signalk_server is not None:
+            signalk_server.close()
+
+
+def _run(args: argparse.Namespace, out: str, model: str, label: str, lib: pathlib.Path,
+         share: str, signalk_server) -> int:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from autopilot_ros.launch_config import SIM_STAMP_TOLERANCE, default_params_file
+    from autopilot_ros.msg import AutopilotStatus
+    from autopilot_ros.pilot import POLICY_NAMES
+    from autopilot_ros.sim.evaluate import RunResult, summary_table
+    from autopilot_ros.sim.scenarios import SCENARIOS
+
     logs = open(os.path.splitext(out)[0] + '.log', 'w')  # noqa: SIM115
-    sim_nmea, bridge = [], []
+    sim_out, bridge = [], []
+    fast_retry = ['-p', 'backoff_initial:=0.1', '-p', 'backoff_max:=0.5']
+    if signalk_server is not None:
+        sim_out = ['-p', f'signalk.url:={signalk_server.url}', '-p', 'signalk.only:=true']
+        bridge = [subprocess.Popen(
+            [str(lib / 'instruments_node'), '--ros-args', '-p', 'source:=signalk',
+             '-p', f'signalk.url:={signalk_server.url}', '-p', 'use_sim_time:=true',
+             *fast_retry], stdout=logs, stderr=subprocess.STDOUT)]
+        print(f'demo: sensors as Signal K deltas through signalk-server at '
+              f'{signalk_server.url} and instruments_node (no accelerations in Signal K: '
+              'the PID steers)', flush=True)
     if args.instruments == 'nmea0183':
         import socket
         with socket.socket() as s:
             s.bind(('127.0.0.1', 0))
             port = s.getsockname()[1]
-        sim_nmea = ['-p', f'nmea.tcp_port:={port}', '-p', 'nmea.only:=true']
+        sim_out = ['-p', f'nmea.tcp_port:={port}', '-p', 'nmea.only:=true']
         bridge = [subprocess.Popen(
             [str(lib / 'instruments_node'), '--ros-args', '-p', 'source:=nmea0183',
-             '-p', f'nmea0183.port:={port}', '-p', 'use_sim_time:=true',
-             '-p', 'backoff_initial:=0.1', '-p', 'backoff_max:=0.5'],
+             '-p', f'nmea0183.port:={port}', '-p', 'use_sim_time:=true', *fast_retry],
             stdout=logs, stderr=subprocess.STDOUT)]
         print(f'demo: sensors as NMEA 0183 on TCP port {port} through instruments_node '
               '(no accelerations in NMEA: the PID steers)', flush=True)
@@ -93,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                           f'scenario:={args.scenarios}', '-p', f'seed:={args.seed}',
                           '-p', f'real_time_factor:={args.speed}', '-p',
                           f'summary_path:={out}', '-p', f'pilot_label:={label}',
-                          '-p', f'lockstep:={str(not args.no_lockstep).lower()}', *sim_nmea],
+                          '-p', f'lockstep:={str(not args.no_lockstep).lower()}', *sim_out],
                          stdout=logs, stderr=subprocess.STDOUT),
         *bridge,
     ]

@@ -3,6 +3,8 @@
 from collections.abc import Mapping
 import os
 import shutil
+import sys
+import urllib.parse
 
 MODEL_FILE = 'autopilot.onnx'
 # `model_path: shipped` names the package's own model (resource/autopilot.onnx). It is an
@@ -74,6 +76,8 @@ def rviz_missing() -> str:
 # SROS2 (security/*.policy.xml, scripts/sros2-setup, docs/design.md "Who may steer").
 AUTOPILOT_ENCLAVE = '/autopilot_ros/autopilot'
 SIM_ENCLAVE = '/autopilot_ros/sim'  # security/bench.policy.xml: never in a boat's keystore
+SENSORS_ENCLAVE = '/autopilot_ros/sensors'  # sensor drivers, instruments_node among them
+RECORDER_ENCLAVE = '/autopilot_ros/recorder'  # autopilot-record: reads, never writes
 
 
 def enclave_arguments(enclave: str) -> list[str] | None:
@@ -126,14 +130,21 @@ INSTRUMENT_ARGUMENTS = {
     'rudder_full_scale_deg': ('rudder_full_scale_deg', float),
 }
 SIM_NMEA_PORT = 10110  # the simulator's NMEA 0183 server with sim:=true instruments:=nmea0183
+# The throwaway signalk-server of sim:=true instruments:=signalk: loopback, and not 3000, which
+# a Pi's own Signal K server holds (the simulator must never write into the boat's server:
+# every app on it would show the simulated boat).
+SIM_SIGNALK_PORT = 3010
+SIM_HOSTS = ('127.0.0.1', 'localhost')
 
 
 def instruments_parameters(instruments: str, arguments: Mapping[str, str], *,
                            use_sim_time: bool, sim: bool) -> dict | None:
     """instruments_node's parameters for `instruments:=`, None for none (ValueError: why not).
 
-    With sim:=true only NMEA 0183 over TCP makes sense: the simulator serves its sensors as
-    sentences (sim_parameters_for_instruments) and the bridge reads them, as on a boat.
+    With sim:=true the simulator is the instruments: NMEA 0183 over TCP (it serves the
+    sentences, sim_parameters_for_instruments) or Signal K (it writes deltas into a
+    throwaway server on this computer, signalk_server_command), and the bridge reads them,
+    as on a boat. NMEA 2000 has no simulator output.
     """
     choice = instruments.strip().lower() or 'none'
     if choice not in INSTRUMENTS:
@@ -151,22 +162,65 @@ def instruments_parameters(instruments: str, arguments: Mapping[str, str], *,
         except ValueError:
             raise ValueError(f'{argument}:={value} is not a {kind.__name__}. '
                              'Nothing was started') from None
-    if sim:
-        if choice != 'nmea0183' or params.get('nmea0183.transport', 'tcp') != 'tcp':
-            raise ValueError(f'sim:=true with instruments:={choice}: the simulator serves NMEA '
-                             '0183 over TCP only (instruments:=nmea0183). Nothing was started')
-        params.setdefault('nmea0183.host', '127.0.0.1')
-        params.setdefault('nmea0183.port', SIM_NMEA_PORT)
+    if not sim:
+        return params
+    if choice == 'signalk':
+        url = params.setdefault('signalk.url', f'ws://127.0.0.1:{SIM_SIGNALK_PORT}')
+        _sim_signalk_port(url)
+        return params
+    if choice != 'nmea0183' or params.get('nmea0183.transport', 'tcp') != 'tcp':
+        raise ValueError(f'sim:=true with instruments:={choice}: the simulator serves NMEA '
+                         '0183 over TCP (instruments:=nmea0183) or writes to a Signal K '
+                         'server (instruments:=signalk). Nothing was started')
+    params.setdefault('nmea0183.host', '127.0.0.1')
+    params.setdefault('nmea0183.port', SIM_NMEA_PORT)
     return params
 
 
+def _sim_signalk_port(url: str) -> int:
+    """The port of the simulator's throwaway server, from `signalk_url` (ValueError: why not).
+
+    With sim:=true that server is started here, on loopback: the URL may choose its port,
+    not another host.
+    """
+    parts = urllib.parse.urlsplit(url if '://' in url else 'ws://' + url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != 'ws' or parts.hostname not in SIM_HOSTS or not port:
+        raise ValueError(f'sim:=true with signalk_url:={url}: the simulator writes into a '
+                         f'throwaway server the launch starts on this computer, so the URL '
+                         f'must be ws://127.0.0.1:PORT (default port {SIM_SIGNALK_PORT}). '
+                         'Nothing was started')
+    return port
+
+
 def sim_parameters_for_instruments(instruments_params: dict | None) -> dict:
-    """sim_node's NMEA output for the bridge (nothing without instruments)."""
+    """sim_node's instrument output for the bridge (nothing without instruments)."""
     if instruments_params is None:
         return {}
+    if instruments_params['source'] == 'signalk':
+        return {'signalk.url': str(instruments_params['signalk.url']),
+                'signalk.token': str(instruments_params.get('signalk.token', '')),
+                'signalk.only': True}
     return {'nmea.tcp_port': int(instruments_params['nmea0183.port']),
             'nmea.tcp_host': str(instruments_params['nmea0183.host']),
             'nmea.only': True}
+
+
+def signalk_server_command(instruments_params: dict | None, *, sim: bool,
+                           python: str = sys.executable) -> list[str] | None:
+    """The throwaway signalk-server's command line for sim:=true instruments:=signalk.
+
+    The launch starts it as a process of its own, next to the simulator (which writes to it)
+    and the bridge (which reads it): on a boat neither the instruments nor the pilot own the
+    server either. None when there is nothing to start.
+    """
+    if not sim or instruments_params is None or instruments_params['source'] != 'signalk':
+        return None
+    port = _sim_signalk_port(str(instruments_params['signalk.url']))
+    return [python, '-m', 'autopilot_ros.instruments.signalk_server', '--port', str(port)]
 
 
 # The helm page (helm_node, `helm:=true`): in the helm enclave when the autopilot has one.

@@ -73,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
                    help='the live line of rates and size (0: quiet)')
     p.add_argument('--use-sim-time', action='store_true',
                    help='stamp messages with /clock time instead of the receive time')
+    p.add_argument('--enclave', default='', metavar='ENCLAVE',
+                   help='SROS2 enclave, e.g. /autopilot_ros/recorder (read-only: '
+                        'security/autopilot_ros.policy.xml); refused unless ROS_SECURITY_* '
+                        'enforce security and the keystore has its keys')
     p.add_argument('--list', action='store_true',
                    help='print the topics that would be recorded, and exit')
     return p
@@ -97,6 +101,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f'{name}  {msgtype or "(type from its publisher)"}  {qos} until a '
                   'publisher is seen')
         return 0
+    if args.enclave:
+        from autopilot_ros.launch_config import security_problem
+        # An enclave without security enforced would record unsecured and look secured.
+        why = security_problem(args.enclave.strip(), os.environ)
+        if why:
+            print(f'autopilot-record: {why.replace("enclave:=", "--enclave ")}',
+                  file=sys.stderr)
+            return 2
     try:
         import rclpy  # noqa: F401 - the ROS layer needs it; say so clearly
     except ImportError:
@@ -125,7 +137,9 @@ def _record(recorder: BagRecorder, rows: list, args: argparse.Namespace) -> int:
 
     # Our own handlers: rclpy's would shut the context down at once; these let the loop
     # stop the subscriptions first and then close the bag with everything queued.
-    rclpy.init(args=['--ros-args', '-p', f'use_sim_time:={str(args.use_sim_time).lower()}'],
+    enclave = ['--enclave', args.enclave.strip()] if args.enclave.strip() else []
+    rclpy.init(args=['--ros-args', *enclave,
+                     '-p', f'use_sim_time:={str(args.use_sim_time).lower()}'],
                signal_handler_options=SignalHandlerOptions.NO)
     stop: list[str] = []
 

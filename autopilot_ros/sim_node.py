@@ -15,6 +15,10 @@ simulator runs free (and says so) until a command arrives again.
 With `nmea.tcp_port` (and/or `nmea.udp`) the sensors also go out as NMEA 0183 sentences
 (sim/nmea_out.py), served like a multiplexer; `nmea.only` leaves the ROS sensor topics to
 instruments_node, so the pilot sees the boat through the bridge as it would at sea.
+With `signalk.url` they also go as Signal K deltas to that server (sim/signalk_out.py), written
+as a Signal K sensor writes them; `signalk.only` likewise leaves the topics to the bridge.
+The simulator does not start the server, as on a boat neither the sensors nor the pilot own
+it: whoever starts the run does (demo.py; the launch file's throwaway server process).
 
 With `helmsman:=expert` the simulator's expert helmsman steers and `rudder_command` only
 paces lockstep: run the autopilot with `hand_steering:=true` and record, and you have the
@@ -48,6 +52,7 @@ from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop
 from autopilot_ros.sim.nmea_out import NmeaTcpServer, NmeaUdpSender, encode
 from autopilot_ros.sim.scenarios import SCENARIOS
+from autopilot_ros.sim.signalk_out import SignalKWriter, samples_to_delta
 from autopilot_ros.sim.simulator import Simulator
 
 STEP = 0.05  # simulated seconds per wall-timer tick (20 Hz /clock)
@@ -83,6 +88,11 @@ class SimNode(Node):
         self.declare_parameter('nmea.udp', '')
         self.declare_parameter('nmea.only', False)
         self.declare_parameter('nmea.rudder_full_scale_deg', 35.0)
+        # Signal K out (sim/signalk_out.py): deltas written to this server ('' none), with a
+        # token that may write if its security is on; `signalk.only` as `nmea.only`.
+        self.declare_parameter('signalk.url', '')
+        self.declare_parameter('signalk.token', '')
+        self.declare_parameter('signalk.only', False)
         names = [s.strip() for s in self.get_parameter('scenario').value.split(',') if s.strip()]
         unknown = [n for n in names if n not in SCENARIOS]
         if unknown or not names:
@@ -111,6 +121,12 @@ class SimNode(Node):
         if self.nmea_only and not self.nmea_outs:
             raise ValueError('nmea.only needs nmea.tcp_port or nmea.udp')
         self.rudder_full_scale_deg = float(self.get_parameter('nmea.rudder_full_scale_deg').value)
+        self.signalk = self._signalk_output()
+        self.signalk_only = bool(self.get_parameter('signalk.only').value)
+        if self.signalk_only and self.signalk is None:
+            raise ValueError('signalk.only needs signalk.url')
+        self._signalk_batch: list[SensorSample] = []
+        self._epoch = time.time()  # the deltas' timestamps: this wall time + sim time
         self.last_command_stamp = 0.0  # sim time (with offset) of the newest command
         self._waiting_since: float | None = None
         self._free_running = False
@@ -155,9 +171,23 @@ class SimNode(Node):
             self.get_logger().info(f'NMEA 0183 as UDP datagrams to {udp}')
         return outs
 
+    def _signalk_output(self) -> SignalKWriter | None:
+        url = str(self.get_parameter('signalk.url').value).strip()
+        if not url:
+            return None
+        writer = SignalKWriter(url, str(self.get_parameter('signalk.token').value),
+                               log=lambda line: self.get_logger().info(f'Signal K: {line}'))
+        self.get_logger().info(f'Signal K deltas to {writer.url}')
+        return writer
+
     def destroy_node(self) -> None:
         for out in getattr(self, 'nmea_outs', ()):  # also when __init__ stopped early
             out.close()
+        if getattr(self, 'signalk', None) is not None:
+            self.signalk.close()
+            w = self.signalk
+            self.get_logger().info(f'Signal K: {w.sent} deltas written, {w.dropped} dropped '
+                                   f'while not connected, {w.failures} connection failures')
         super().destroy_node()
 
     def _start_scenario(self) -> None:
@@ -219,6 +249,12 @@ class SimNode(Node):
         if self.lockstep and not self._may_advance():
             return
         self.loop.tick()
+        if self.signalk is not None and self._signalk_batch:
+            # One delta per step, as one instrument message; stamped in this run's sim time.
+            delta = samples_to_delta(self._signalk_batch, epoch=self._epoch + self.offset)
+            self._signalk_batch.clear()
+            if delta is not None:
+                self.signalk.send(delta)
         self.clock_pub.publish(ClockMsg(clock=_stamp(self.offset + self.loop.sim.time)))
         if self.loop.done:
             self._finish_scenario()
@@ -282,8 +318,10 @@ class SimNode(Node):
             lines = encode(sample, self.rudder_full_scale_deg)
             for out in self.nmea_outs:
                 out.send(lines)
-            if self.nmea_only:
-                return
+        if self.signalk is not None:
+            self._signalk_batch.append(sample)
+        if self.nmea_only or self.signalk_only:
+            return
         spec = input_of(sample)
         pub = self.pubs[spec.name]
         msg = pub.msg_type()

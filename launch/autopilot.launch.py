@@ -11,22 +11,26 @@
     ros2 launch autopilot_ros autopilot.launch.py instruments:=nmea2000   # CAN hat, can0
     ros2 launch autopilot_ros autopilot.launch.py sim:=true instruments:=nmea0183
     ros2 launch autopilot_ros autopilot.launch.py helm:=true helm_token_file:=~/.helm_token
+    ros2 launch autopilot_ros autopilot.launch.py sim:=true instruments:=signalk
 
 The nodes are made in one OpaqueFunction, after the arguments are known: `model_path` goes
 to the node only when given (command line > params file > none: the PID pilot), and
 `rviz:=true` without rviz2 stops the launch before anything starts (launch_config.py).
 With `enclave` (SROS2, scripts/sros2-setup) the autopilot runs in that enclave, and only
 when ROS_SECURITY_* say security is enforced and the keystore has its keys; the simulator
-then runs in SIM_ENCLAVE without setting the autopilot's course (the helm does), and rviz,
-which has no enclave in the policy, is refused. `helm:=true` also serves the helm page
-(helm_node); with `enclave` it runs in HELM_ENCLAVE.
+then runs in SIM_ENCLAVE without setting the autopilot's course (the helm does), the
+instrument bridge in SENSORS_ENCLAVE, and rviz, which has no enclave in the policy, is
+refused. `helm:=true` also serves the helm page (helm_node); with `enclave` it runs in
+HELM_ENCLAVE. With sim:=true instruments:=signalk a throwaway signalk-server on loopback
+(instruments/signalk_server.py) runs as a process of its own: the simulator writes to it,
+the bridge reads it.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -34,6 +38,7 @@ from autopilot_ros.launch_config import (
     HELM_ENCLAVE,
     HELM_PORT,
     INSTRUMENT_ARGUMENTS,
+    SENSORS_ENCLAVE,
     SIM_ENCLAVE,
     default_params_file,
     enclave_arguments,
@@ -43,6 +48,7 @@ from autopilot_ros.launch_config import (
     rviz_config,
     rviz_missing,
     security_problem,
+    signalk_server_command,
     sim_parameters_for_instruments,
 )
 
@@ -60,26 +66,26 @@ def _nodes(context: LaunchContext) -> list:
     rviz = _flag(context, 'rviz')
     if rviz and (why := rviz_missing()):
         raise RuntimeError(why)
-    enclave = LaunchConfiguration('enclave').perform(context).strip()
-    sim_enclave = SIM_ENCLAVE if enclave and sim else ''
-    helm = _flag(context, 'helm')
-    helm_enclave = HELM_ENCLAVE if enclave and helm else ''
-    for name in filter(None, (enclave, sim_enclave, helm_enclave)):
-        if why := security_problem(name, os.environ):
-            raise RuntimeError(why)
-    if enclave and rviz:
-        raise RuntimeError('rviz:=true with enclave: the SROS2 policy has no enclave for '
-                           'rviz2; watch from an unsecured bench. Nothing was started')
     try:
         instruments = instruments_parameters(
             LaunchConfiguration('instruments').perform(context),
             {name: LaunchConfiguration(name).perform(context) for name in INSTRUMENT_ARGUMENTS},
             use_sim_time=use_sim_time, sim=sim)
+        signalk_server = signalk_server_command(instruments, sim=sim)
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
-    if enclave and instruments is not None:
-        raise RuntimeError('instruments with enclave: the SROS2 policy has no profile for '
-                           'instruments_node yet. Nothing was started')
+    enclave = LaunchConfiguration('enclave').perform(context).strip()
+    sim_enclave = SIM_ENCLAVE if enclave and sim else ''
+    # The bridge is a sensor driver: the sensors enclave (security/autopilot_ros.policy.xml).
+    instruments_enclave = SENSORS_ENCLAVE if enclave and instruments is not None else ''
+    helm = _flag(context, 'helm')
+    helm_enclave = HELM_ENCLAVE if enclave and helm else ''
+    for name in filter(None, (enclave, sim_enclave, instruments_enclave, helm_enclave)):
+        if why := security_problem(name, os.environ):
+            raise RuntimeError(why)
+    if enclave and rviz:
+        raise RuntimeError('rviz:=true with enclave: the SROS2 policy has no enclave for '
+                           'rviz2; watch from an unsecured bench. Nothing was started')
     nodes = [Node(
         package='autopilot_ros', executable='autopilot_node', name='autopilot',
         namespace=namespace, output='screen', ros_arguments=enclave_arguments(enclave),
@@ -103,10 +109,14 @@ def _nodes(context: LaunchContext) -> list:
                          'engage_autopilot': not sim_enclave, 'use_sim_time': False,
                          **sim_parameters_for_instruments(instruments)}],
         ))
+    if signalk_server is not None:
+        # Not a ROS node: no enclave. SIGINT (Ctrl-C) stops it and removes its folder.
+        nodes.append(ExecuteProcess(cmd=signalk_server, name='signalk_server', output='screen'))
     if instruments is not None:
         nodes.append(Node(
             package='autopilot_ros', executable='instruments_node', name='instruments',
             namespace=namespace, output='screen', parameters=[instruments],
+            ros_arguments=enclave_arguments(instruments_enclave),
         ))
     if helm:
         # The helm page: a browser on the boat's wifi steers through the autopilot's

@@ -10,8 +10,9 @@ not protected), 3 when it could not tell (nothing to judge by: no autopilot foun
     helm-get NAME VALUE  ... and reads it back: must equal VALUE
     listen SECONDS       the rudder driver: must receive rudder_command, none of it forged
     forge SECONDS        no keys at all: publish forged commands, try to set a parameter
-    intrude SECONDS      the sensor drivers' keys: try to publish rudder_command and to
-                         call set_parameters; both must be refused
+    intrude SECONDS      the sensor drivers' keys (or another enclave's, with
+                         `-r __node:=NAME` for its profile's node name): try to publish
+                         rudder_command and to call set_parameters; both must be refused
 
 Needs a full ROS 2 install with Fast DDS built with its security plugins, and this package
 built and sourced (its RudderCommand message). Not run in this repository's tests: the

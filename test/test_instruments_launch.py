@@ -24,7 +24,9 @@ from autopilot_ros.instruments.readings import (
 from autopilot_ros.launch_config import (
     INSTRUMENT_ARGUMENTS,
     SIM_NMEA_PORT,
+    SIM_SIGNALK_PORT,
     instruments_parameters,
+    signalk_server_command,
     sim_parameters_for_instruments,
 )
 
@@ -60,8 +62,83 @@ def test_with_the_simulator_the_bridge_reads_its_nmea_server():
     assert sim_parameters_for_instruments(params) == {
         'nmea.tcp_port': SIM_NMEA_PORT, 'nmea.tcp_host': '127.0.0.1', 'nmea.only': True}
     assert sim_parameters_for_instruments(None) == {}
-    with pytest.raises(ValueError, match='NMEA 0183 over TCP only'):
+    assert signalk_server_command(params, sim=True) is None
+    with pytest.raises(ValueError, match='NMEA 0183 over TCP'):
         instruments_parameters('nmea2000', {}, use_sim_time=True, sim=True)
+    with pytest.raises(ValueError, match='NMEA 0183 over TCP'):
+        instruments_parameters('nmea0183', {'nmea0183_transport': 'udp'}, use_sim_time=True,
+                               sim=True)
+
+
+def test_with_the_simulator_signalk_goes_through_a_throwaway_server_the_launch_starts():
+    params = instruments_parameters('signalk', {}, use_sim_time=True, sim=True)
+    url = f'ws://127.0.0.1:{SIM_SIGNALK_PORT}'
+    assert params == {'source': 'signalk', 'use_sim_time': True, 'signalk.url': url}
+    # The simulator writes where the bridge reads, and leaves the ROS topics to the bridge.
+    assert sim_parameters_for_instruments(params) == {
+        'signalk.url': url, 'signalk.token': '', 'signalk.only': True}
+    assert signalk_server_command(params, sim=True, python='py') == [
+        'py', '-m', 'autopilot_ros.instruments.signalk_server', '--port',
+        str(SIM_SIGNALK_PORT)]
+    # signalk_url chooses the throwaway server's port, never another server.
+    moved = instruments_parameters('signalk', {'signalk_url': 'ws://localhost:3999'},
+                                   use_sim_time=True, sim=True)
+    assert signalk_server_command(moved, sim=True)[-1] == '3999'
+    for url in ('ws://192.168.1.1:3000', 'wss://127.0.0.1:3443', 'ws://127.0.0.1'):
+        with pytest.raises(ValueError, match='throwaway server'):
+            instruments_parameters('signalk', {'signalk_url': url}, use_sim_time=True,
+                                   sim=True)
+    # On the boat: the sailor's server, as given, and nothing started.
+    boat = instruments_parameters('signalk', {'signalk_url': 'ws://192.168.1.1:3000'},
+                                  use_sim_time=False, sim=False)
+    assert boat['signalk.url'] == 'ws://192.168.1.1:3000'
+    assert signalk_server_command(boat, sim=False) is None
+
+
+def test_the_launchs_signalk_server_command_runs_a_server_that_stops_on_sigint(tmp_path):
+    """The command line the launch runs, for real: it serves, and SIGINT (the launch's
+    Ctrl-C) stops it with nothing left behind: no process, no folder, the port free."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from autopilot_ros.instruments.signalk_server import node_executable
+    if node_executable() is None:
+        pytest.skip('Node.js is not installed: the real signalk-server cannot run here')
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    params = instruments_parameters('signalk', {'signalk_url': f'ws://127.0.0.1:{port}'},
+                                    use_sim_time=True, sim=True)
+    command = signalk_server_command(params, sim=True, python=sys.executable)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f'signalk-server at ws://127.0.0.1:{port} '), line
+        config = pathlib.Path(line.split('(config ')[1].split(')')[0])
+        assert config.is_dir()
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/signalk', timeout=10) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not config.exists()
+    time.sleep(0.2)
+    with socket.socket() as s:  # nobody holds the port any more (no orphan server)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('127.0.0.1', port))
+        # A port already taken (the Pi's own server there?) is one clear line, exit 2.
+        s.listen(1)
+        busy = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 2, busy
+    assert busy.stderr.strip() == (f'signalk_server: cannot listen on 127.0.0.1:{port} '
+                                   '(Address already in use): another server there?')
 
 
 def test_the_launch_file_declares_every_instruments_argument():

@@ -4,6 +4,7 @@ and the whole chain simulator -> NMEA 0183 -> instruments_node -> autopilot_node
 The installed executables run as processes, as `ros2 run` starts them.
 """
 
+import bisect
 import json
 import math
 import pathlib
@@ -248,3 +249,159 @@ def test_the_simulator_refuses_nmea_only_without_an_nmea_output(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == (
         'sim_node: nmea.only needs nmea.tcp_port or nmea.udp')
     assert 'Traceback' not in out.stdout + out.stderr
+
+
+# -- Signal K: the simulator -> a real signalk-server -> instruments_node -> autopilot_node ----
+@pytest.fixture
+def signalk_server(tmp_path):
+    """A throwaway signalk-server on loopback with no recording: the simulator is its only
+    instrument. Skips only where Node.js is absent (as test_signalk.py's server tests)."""
+    from autopilot_ros.instruments.signalk_server import (
+        LocalSignalKServer,
+        SignalKServerUnavailable,
+        node_executable,
+    )
+    if node_executable() is None:
+        pytest.skip('Node.js is not installed: the real signalk-server cannot run here')
+    try:
+        server = LocalSignalKServer(tmp_path / 'signalk', sample=None)
+    except SignalKServerUnavailable as exc:
+        pytest.fail(str(exc))
+    server.start()
+    yield server
+    server.close()
+
+
+def _values_match(bridge: list[float], truth: list[float], tol: float) -> float:
+    """The share of the bridge's values that are (within tol) one the simulator produced."""
+    if not bridge:
+        return 0.0
+    ordered = sorted(truth)
+    hits = 0
+    for value in bridge:
+        i = bisect.bisect_left(ordered, value)
+        near = [ordered[j] for j in (i - 1, i) if 0 <= j < len(ordered)]
+        hits += any(abs(value - t) <= tol for t in near)
+    return hits / len(bridge)
+
+
+def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilot(
+        tmp_path, signalk_server, spinner, wait, processes):
+    """sim_node -> Signal K deltas -> signalk-server -> instruments_node -> autopilot_node.
+
+    The simulator also publishes its own sensor readings, remapped to /truth/*, so the
+    values the bridge publishes can be found among the ones the simulator's sensors produced,
+    with their signs: a sign lost or doubled anywhere on the way (encoder, server, parser,
+    bridge, message) would not be found.
+    """
+    from ament_index_python.packages import get_package_share_directory
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
+    from autopilot_ros.launch_config import SIM_STAMP_TOLERANCE, default_params_file
+    from autopilot_ros.msg import AutopilotStatus
+    from autopilot_ros.pilot import POLICY_NAMES
+    from autopilot_ros.ros_messages import message_class
+    from autopilot_ros.samples import imu_from_msg
+
+    share = get_package_share_directory('autopilot_ros')
+    summary = tmp_path / 'summary.json'
+    node = spinner.add(Node('signalk_chain_probe', context=spinner.executor.context))
+    statuses: list = []
+    node.create_subscription(AutopilotStatus, 'autopilot/status', statuses.append,
+                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    got: dict[str, list] = {}
+    # Best effort as published, with room: a truth message the probe drops is a bridge value
+    # it cannot find (so the share below is 95 %, where a sign error gives a few %).
+    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+    for prefix in ('', '/truth/'):
+        for name, spec in INPUT_BY_NAME.items():
+            node.create_subscription(
+                message_class(spec.msg_type), prefix + name,
+                lambda m, k=prefix + name: got.setdefault(k, []).append(m), qos)
+    diags: list = []
+    node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+    autopilot = processes([executable('autopilot_node'), '--ros-args', '--params-file',
+                           default_params_file(share), '-p', 'use_sim_time:=true',
+                           '-p', f'stamp_future_tolerance:={SIM_STAMP_TOLERANCE}'])
+    truth = [arg for name in INPUT_BY_NAME for arg in ('-r', f'{name}:=/truth/{name}')]
+    sim = processes([executable('sim_node'), '--ros-args', '-p', 'scenario:=recovery',
+                     '-p', 'real_time_factor:=5.0', '-p', 'lockstep:=true',
+                     '-p', f'signalk.url:={signalk_server.url}',
+                     '-p', f'summary_path:={summary}', *truth])
+    bridge = processes([executable('instruments_node'), '--ros-args', '-p', 'source:=signalk',
+                        '-p', f'signalk.url:={signalk_server.url}', '-p', 'use_sim_time:=true',
+                        '-p', 'backoff_initial:=0.1', '-p', 'backoff_max:=0.5'])
+    try:
+        sim.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail('the simulator did not finish')
+    assert sim.returncode == 0, sim.stdout.read()
+    assert autopilot.poll() is None and bridge.poll() is None, bridge.stdout.read()
+    (result,) = json.loads(summary.read_text())['results']
+
+    # Every input arrived through the bridge, as the autopilot reads it (none dropped).
+    for name, spec in INPUT_BY_NAME.items():
+        assert len(got.get(name, [])) > 100, (name, len(got.get(name, [])))
+        problems = [check_sample(spec.from_msg(m)) for m in got[name]]
+        assert [p for p in problems if p is not None] == [], name
+    # The signs: each value the bridge published is one the simulator's sensors produced.
+    heading = [m.heading for m in got['heading']]
+    assert _values_match(heading, [m.heading for m in got['/truth/heading']], 1e-9) > 0.95
+    for field in ('angle', 'speed'):
+        ours = [getattr(m, field) for m in got['wind']]
+        assert _values_match(ours, [getattr(m, field) for m in got['/truth/wind']],
+                             1e-9) > 0.95, field
+    assert _values_match([m.twist.linear.x for m in got['speed']],
+                         [m.twist.linear.x for m in got['/truth/speed']], 1e-9) > 0.95
+    assert _values_match([m.angle for m in got['rudder_angle']],
+                         [m.angle for m in got['/truth/rudder_angle']], 1e-9) > 0.95
+    # The recovery scenario turns 75 deg: the rudder and the turn rate go both ways.
+    rudder = [m.angle for m in got['rudder_angle']]
+    assert min(rudder) < -0.05 and max(rudder) > 0.05
+    imu, imu_truth = ([imu_from_msg(m) for m in got[k]] for k in ('imu', '/truth/imu'))
+    rates = [s.yaw_rate_z for s in imu if math.isfinite(s.yaw_rate_z)]
+    assert min(rates) < -0.01 and max(rates) > 0.01  # REP-103: z > 0 is a turn to port
+    assert _values_match(rates, [s.yaw_rate_z for s in imu_truth], 1e-9) > 0.95
+    attitude = [s for s in imu if s.orientation_known]
+    assert len(attitude) > 100
+    for field in ('roll', 'pitch'):  # Signal K pitch is bow up: flipped twice on the way
+        assert _values_match([getattr(s, field) for s in attitude],
+                             [getattr(s, field) for s in imu_truth], 1e-6) > 0.95, field
+    # REP-145: Signal K has no accelerations and no roll or pitch rates: marked absent.
+    for m in got['imu']:
+        assert m.linear_acceleration_covariance[0] == -1.0
+        assert math.isnan(m.angular_velocity.x) and math.isnan(m.angular_velocity.y)
+    # The bridge's /diagnostics: the Signal K source, connected, stamped on receipt.
+    status = next(s for a in reversed(diags) for s in a.status if s.name.endswith(': signalk'))
+    values = {kv.key: kv.value for kv in status.values}
+    assert values['connected'] == 'true' and values['parse errors'] == '0'
+    assert values['connection'] == f'{signalk_server.url}/signalk/v1/stream'
+    assert values['stamped with'].startswith('receive time')
+    assert values['heading reference'] == 'magnetic'
+
+    # The autopilot took every input from the bridge and its PID steered the course change.
+    engaged = [s for s in statuses if s.engaged]
+    assert len(engaged) > 500, len(statuses)
+    fresh = [s for s in engaged if not any(n in s.stale_inputs for n in
+                                           ('imu', 'heading', 'wind'))]
+    assert len(fresh) / len(engaged) > 0.95
+    assert {POLICY_NAMES[s.policy] for s in engaged} == {'pid'}
+    assert result['rms_deg'] < 5.0, result
+    assert max(abs(s.heading_error) for s in engaged[-100:]) < 5 * DEG
+
+
+def test_the_simulator_refuses_signalk_only_without_a_server(tmp_path):
+    out = subprocess.run([executable('sim_node'), '--ros-args', '-p', 'signalk.only:=true'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout.strip().splitlines()[-1] == 'sim_node: signalk.only needs signalk.url'
+    assert 'Traceback' not in out.stdout + out.stderr
+    bad = subprocess.run([executable('sim_node'), '--ros-args', '-p', 'signalk.url:=ftp://x'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stdout.strip().splitlines()[-1] == (
+        "sim_node: Signal K url 'ftp://x': the scheme must be ws or wss")
+    assert 'Traceback' not in bad.stdout + bad.stderr

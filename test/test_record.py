@@ -478,6 +478,17 @@ def test_bad_options_are_one_line_and_the_list_shows_the_topics(tmp_path):
     assert taken.stderr.strip().splitlines() == [
         f'autopilot-record: {tmp_path / "taken"} exists already; choose another output folder']
     assert os.listdir(tmp_path / 'taken') == []
+    # SROS2: an enclave without security enforced would look secured and not be.
+    env = {k: v for k, v in os.environ.items() if not k.startswith('ROS_SECURITY')}
+    unsecured = subprocess.run([str(exe), '--enclave', '/autopilot_ros/recorder', '-o',
+                                str(tmp_path / 'secret')], capture_output=True, text=True,
+                               timeout=60, env=env)
+    assert unsecured.returncode == 2
+    assert unsecured.stderr.strip().splitlines() == [
+        'autopilot-record: --enclave /autopilot_ros/recorder needs ROS_SECURITY_ENABLE=true '
+        '(scripts/sros2-setup prints the exports); without it the node would run unsecured. '
+        'Nothing was started']
+    assert not (tmp_path / 'secret').exists()
 
 
 def test_a_publisher_the_contract_would_not_match_is_recorded_all_the_same(

@@ -3,10 +3,13 @@
 No DDS: the policies (security/*.policy.xml) are read with xml.etree and resolved to fully
 qualified names as sros2's permissions template does (relative to the profile's ns, `~` to
 the node's own), then compared with what the nodes really create: the topic and service
-names in node.py and sim_node.py (read from their source, so a topic renamed there breaks
-this test until the policy follows), the tables they derive from (inputs.INPUTS,
-status.OUTPUTS) and what rclpy adds to every node. Whether DDS enforces the policy is
-`scripts/sros2-setup --check`, on a full ROS install only.
+names in node.py, sim_node.py and instruments_node.py (read from their source, so a topic
+renamed there breaks this test until the policy follows), the tables they derive from
+(inputs.INPUTS, status.OUTPUTS, record.package_topics) and what rclpy adds to every node.
+The test marked `dds` makes each node for real and compares the endpoints DDS sees (every
+publisher, subscription, service and client, the ones rcl adds included) with its profile,
+both ways. Whether DDS enforces the policy is `scripts/sros2-setup --check`, on a full ROS
+install only.
 """
 
 import ast
@@ -24,10 +27,13 @@ import pytest
 from autopilot_ros.inputs import INPUT_BY_NAME, INPUTS
 from autopilot_ros.launch_config import (
     AUTOPILOT_ENCLAVE,
+    RECORDER_ENCLAVE,
+    SENSORS_ENCLAVE,
     SIM_ENCLAVE,
     enclave_arguments,
     security_problem,
 )
+from autopilot_ros.record import package_topics
 from autopilot_ros.status import OUTPUTS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -35,7 +41,8 @@ SECURITY = REPO / 'security'
 POLICY = SECURITY / 'autopilot_ros.policy.xml'  # the boat
 BENCH = SECURITY / 'bench.policy.xml'  # the simulator: never in the boat's keystore
 SCRIPT = REPO / 'scripts' / 'sros2-setup'
-SENSORS, RUDDER, HELM = '/autopilot_ros/sensors', '/autopilot_ros/rudder', '/autopilot_ros/helm'
+SENSORS, RECORDER = SENSORS_ENCLAVE, RECORDER_ENCLAVE
+RUDDER, HELM = '/autopilot_ros/rudder', '/autopilot_ros/helm'
 
 # The permission each ROS construct needs (sros2's templates/dds/permissions.xsl).
 CALLS = {'create_publisher': 'publish', 'create_subscription': 'subscribe',
@@ -63,14 +70,15 @@ def resolve(name: str, ns: str, node: str) -> str:
     return ns + node + name[1:] if name.startswith('~') else ns + name
 
 
-def permissions(*paths: pathlib.Path) -> dict[str, dict[str, set[str]]]:
-    """enclave -> permission -> the ALLOWed fully qualified names (patterns) of its profiles."""
-    out: dict[str, dict[str, set[str]]] = {}
+def profile_permissions(*paths: pathlib.Path) -> dict[tuple[str, str], dict[str, set[str]]]:
+    """(enclave, node) -> permission -> the ALLOWed fully qualified names of that profile."""
+    out: dict[tuple[str, str], dict[str, set[str]]] = {}
     for path in paths:
         for enclave in ET.parse(path).getroot().iter('enclave'):
-            assert enclave.get('path') not in out, f'enclave {enclave.get("path")} twice'
-            perms = out[enclave.get('path')] = {k: set() for k in IMPLICIT}
             for profile in enclave.iter('profile'):
+                key = (enclave.get('path'), profile.get('node'))
+                assert key not in out, f'profile {key} twice'
+                perms = out[key] = {k: set() for k in IMPLICIT}
                 for rule in profile:
                     child, allowed = RULES[rule.tag]
                     for permission in allowed & set(rule.attrib):
@@ -79,6 +87,20 @@ def permissions(*paths: pathlib.Path) -> dict[str, dict[str, set[str]]]:
                         perms.setdefault(permission, set()).update(
                             resolve(e.text.strip(), profile.get('ns'), profile.get('node'))
                             for e in rule.iter(child))
+    return out
+
+
+def permissions(*paths: pathlib.Path) -> dict[str, dict[str, set[str]]]:
+    """enclave -> permission -> the ALLOWed names of all its profiles: an enclave's
+    participants get the union (sros2 writes one permissions grant per enclave)."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for path in paths:
+        for enclave in ET.parse(path).getroot().iter('enclave'):
+            assert enclave.get('path') not in out, f'enclave {enclave.get("path")} twice'
+            out[enclave.get('path')] = {k: set() for k in IMPLICIT}
+        for (enclave, _), perms in profile_permissions(path).items():
+            for permission, names in perms.items():
+                out[enclave].setdefault(permission, set()).update(names)
     return out
 
 
@@ -94,14 +116,26 @@ def who(all_perms, permission: str, name: str) -> set[str]:
 def graph_of(source: pathlib.Path, node: str) -> dict[str, set[str]]:
     """permission -> the names a node module creates (fully qualified in ns '/').
 
-    A name is a string literal, or `x.name` for `x` iterating over inputs.INPUTS; anything
-    else comes back as '?<expression>' for a test to say what to do about it.
+    A name is a string literal, `x.name` for `x` iterating over inputs.INPUTS, or `x` for
+    the names of inputs.INPUT_BY_NAME (`for x in INPUT_BY_NAME`, `for x, spec in
+    INPUT_BY_NAME.items()`); anything else comes back as '?<expression>' for a test to say
+    what to do about it.
     """
     tree = ast.parse(source.read_text())
-    over_inputs = {loop.target.id for loop in ast.walk(tree)
-                   if isinstance(loop, ast.For | ast.comprehension)
-                   and isinstance(loop.target, ast.Name)
+    loops = [loop for loop in ast.walk(tree) if isinstance(loop, ast.For | ast.comprehension)]
+    over_inputs = {loop.target.id for loop in loops
+                   if isinstance(loop.target, ast.Name)
                    and isinstance(loop.iter, ast.Name) and loop.iter.id == 'INPUTS'}
+    input_names = set()
+    for loop in loops:
+        it, target = loop.iter, loop.target
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) \
+                and it.func.attr in ('items', 'keys') and not it.args:
+            it = it.func.value
+            target = target.elts[0] if isinstance(target, ast.Tuple) else target
+        if isinstance(it, ast.Name) and it.id == 'INPUT_BY_NAME' \
+                and isinstance(target, ast.Name):
+            input_names.add(target.id)
     out = {k: set(v) for k, v in IMPLICIT.items()}
     for call in ast.walk(tree):
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
@@ -111,7 +145,8 @@ def graph_of(source: pathlib.Path, node: str) -> dict[str, set[str]]:
         if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
             names = {arg.value}
         elif (isinstance(arg, ast.Attribute) and arg.attr == 'name'
-              and isinstance(arg.value, ast.Name) and arg.value.id in over_inputs):
+              and isinstance(arg.value, ast.Name) and arg.value.id in over_inputs) \
+                or (isinstance(arg, ast.Name) and arg.id in input_names):
             names = {spec.name for spec in INPUTS}
         else:
             names = {'?' + ast.unparse(arg)}
@@ -121,8 +156,10 @@ def graph_of(source: pathlib.Path, node: str) -> dict[str, set[str]]:
 
 
 NODE_GRAPH = graph_of(REPO / 'autopilot_ros' / 'node.py', 'autopilot')
+INSTRUMENTS_GRAPH = graph_of(REPO / 'autopilot_ros' / 'instruments_node.py', 'instruments')
 ALL = permissions(POLICY, BENCH)
 BOAT = permissions(POLICY)
+PROFILES = profile_permissions(POLICY, BENCH)
 
 
 # -- the files are sros2 policies -----------------------------------------------------------
@@ -168,12 +205,18 @@ def test_each_policy_is_valid_for_sros2_itself(path):
 
 
 def test_the_enclaves_are_the_roles_on_the_boat_and_the_bench():
-    assert set(BOAT) == {AUTOPILOT_ENCLAVE, SENSORS, RUDDER, HELM}
+    assert set(BOAT) == {AUTOPILOT_ENCLAVE, SENSORS, RUDDER, HELM, RECORDER}
     assert set(ALL) == set(BOAT) | {SIM_ENCLAVE}
     nodes = {e.get('path'): {p.get('node') for p in e.iter('profile')}
              for path in (POLICY, BENCH) for e in ET.parse(path).getroot().iter('enclave')}
     assert nodes[AUTOPILOT_ENCLAVE] == {'autopilot'}  # AutopilotNode's name
     assert nodes[SIM_ENCLAVE] == {'boat_sim'}  # SimNode's name and the launch file's
+    # Any sensor driver, and instruments_node by the name it and the launch file give it.
+    assert nodes[SENSORS] == {'sensors', 'instruments'}
+    assert nodes[RECORDER] == {'autopilot_record'}  # RecorderNode's name
+    for source, name in (('instruments_node.py', 'instruments'),
+                         ('record_node.py', 'autopilot_record')):
+        assert f"super().__init__('{name}'" in (REPO / 'autopilot_ros' / source).read_text()
 
 
 # -- who may steer ----------------------------------------------------------------------------
@@ -183,9 +226,10 @@ def test_every_sensor_input_is_read_by_the_autopilot_and_published_by_the_driver
         assert allowed(ALL[AUTOPILOT_ENCLAVE], 'subscribe', topic), topic
         assert allowed(ALL[SENSORS], 'publish', topic), topic
         assert allowed(ALL[SIM_ENCLAVE], 'publish', topic), topic
-        # Read by the autopilot, and by the helm for the helm page's display (the helm
-        # page shows heading, wind, speed and the measured rudder; IMU is not shown).
-        assert who(ALL, 'subscribe', topic) <= {AUTOPILOT_ENCLAVE, HELM}, topic
+        # Read by the autopilot and the recorder, and by the helm for the helm page's
+        # display (heading, wind, speed and the measured rudder; the IMU is not shown).
+        assert {AUTOPILOT_ENCLAVE, RECORDER} <= who(ALL, 'subscribe', topic) <= {
+            AUTOPILOT_ENCLAVE, HELM, RECORDER}, topic
 
 
 def test_only_the_autopilot_publishes_its_outputs_and_rudder_command_above_all():
@@ -193,7 +237,7 @@ def test_only_the_autopilot_publishes_its_outputs_and_rudder_command_above_all()
                       '/', 'autopilot')
     assert command == '/rudder_command'
     assert who(ALL, 'publish', command) == {AUTOPILOT_ENCLAVE}
-    assert who(ALL, 'subscribe', command) == {RUDDER, SIM_ENCLAVE}
+    assert who(ALL, 'subscribe', command) == {RUDDER, SIM_ENCLAVE, RECORDER}
     for output in OUTPUTS:
         topic = resolve(output.name, '/', 'autopilot')
         assert who(ALL, 'publish', topic) == {AUTOPILOT_ENCLAVE}, topic
@@ -231,7 +275,7 @@ def test_the_drivers_and_the_helm_may_do_their_part_and_nothing_of_the_pilots():
         return {k: {resolve(n, '/', node) for n in v} for k, v in IMPLICIT.items()}
     inputs = {resolve(spec.name, '/', 'sensors') for spec in INPUTS}
     sensors = own('sensors')
-    assert ALL[SENSORS] == sensors | {'publish': sensors['publish'] | inputs}
+    assert PROFILES[SENSORS, 'sensors'] == sensors | {'publish': sensors['publish'] | inputs}
     rudder = own('rudder_driver')
     angle = resolve(INPUT_BY_NAME['rudder_angle'].name, '/', 'rudder_driver')
     assert ALL[RUDDER] == rudder | {'publish': rudder['publish'] | {angle},
@@ -274,6 +318,102 @@ def test_the_simulator_may_do_what_sim_node_does_but_not_set_the_course():
         assert ALL[SIM_ENCLAVE].get(permission, set()) == names, permission
 
 
+def test_the_instruments_node_may_do_what_it_does_and_nothing_more():
+    """Both ways, as for the autopilot: a topic instruments_node gains fails here."""
+    unresolved = {n for names in INSTRUMENTS_GRAPH.values() for n in names if n.startswith('?')}
+    assert not unresolved, (f'instruments_node.py names {unresolved}: a literal or an '
+                            'INPUTS / INPUT_BY_NAME name lets this test know the name')
+    inputs = {resolve(spec.name, '/', 'instruments') for spec in INPUTS}
+    assert INSTRUMENTS_GRAPH['publish'] == inputs | {'/diagnostics', '/rosout',
+                                                     '/parameter_events'}
+    expected = dict(INSTRUMENTS_GRAPH)
+    expected['subscribe'] = INSTRUMENTS_GRAPH['subscribe'] | {'/clock'}  # with use_sim_time
+    assert PROFILES[SENSORS, 'instruments'] == expected
+    # The sensors enclave is the two profiles together: a driver in it may write a
+    # /diagnostics status, nothing the pilot obeys, nobody's parameters.
+    assert who(ALL, 'publish', '/diagnostics') == {AUTOPILOT_ENCLAVE, SENSORS}
+    assert ALL[SENSORS]['request'] == set() and ALL[SENSORS]['subscribe'] == {'/clock'}
+
+
+def test_the_recorder_reads_the_package_topics_and_writes_and_calls_nothing():
+    """autopilot-record's default topics (record.package_topics) and /clock; nothing else."""
+    own = {k: {resolve(n, '/', 'autopilot_record') for n in v} for k, v in IMPLICIT.items()}
+    topics = {name for name, _, _ in package_topics('')}
+    assert topics == {resolve(s.name, '/', 'x') for s in INPUTS} | {
+        resolve(o.name, '/', 'x') for o in OUTPUTS}
+    assert PROFILES[RECORDER, 'autopilot_record'] == own | {'subscribe': topics | {'/clock'}}
+    assert ALL[RECORDER]['publish'] == {'/rosout', '/parameter_events'}
+    assert ALL[RECORDER]['request'] == set()
+    # Reading the diagnostics or the log is not what a training bag needs.
+    assert not {'/diagnostics', '/rosout', '/parameter_events'} & ALL[RECORDER]['subscribe']
+
+
+# -- the nodes themselves, over DDS -----------------------------------------------------------
+def _real_graphs(context) -> dict[tuple[str, str], dict[str, set[str]]]:
+    """(enclave, profile node) -> permission -> the names the real node's endpoints have,
+    as DDS discovery reports them (rcl's /rosout and type description service included)."""
+    import time
+
+    from rclpy.parameter import Parameter
+
+    from autopilot_ros.instruments_node import InstrumentsNode
+    from autopilot_ros.node import AutopilotNode
+    from autopilot_ros.record_node import RecorderNode, RecordTopic
+    from autopilot_ros.sim_node import SimNode
+
+    sim_time = Parameter('use_sim_time', value=True)  # the /clock the profiles allow
+    nodes = {
+        (AUTOPILOT_ENCLAVE, 'autopilot'): AutopilotNode(
+            context=context, parameter_overrides=[sim_time]),
+        # As the launch runs it in its enclave: it leaves the course to the helm.
+        (SIM_ENCLAVE, 'boat_sim'): SimNode(context=context, parameter_overrides=[
+            Parameter('engage_autopilot', value=False)]),
+        (SENSORS, 'instruments'): InstrumentsNode(context=context, parameter_overrides=[
+            sim_time, Parameter('source', value='nmea0183'),
+            Parameter('nmea0183.transport', value='udp'), Parameter('nmea0183.port', value=0)]),
+        (RECORDER, 'autopilot_record'): RecorderNode(
+            [RecordTopic(n, t, r) for n, t, r in package_topics('')], lambda item: None,
+            context=context, parameter_overrides=[sim_time]),
+    }
+    probe = next(iter(nodes.values()))
+    queries = {'publish': probe.get_publisher_names_and_types_by_node,
+               'subscribe': probe.get_subscriber_names_and_types_by_node,
+               'reply': probe.get_service_names_and_types_by_node,
+               'request': probe.get_client_names_and_types_by_node}
+
+    def graph(node) -> dict[str, set[str]]:
+        return {k: {name for name, _ in q(node.get_name(), node.get_namespace())}
+                for k, q in queries.items()}
+
+    try:
+        previous, stable_since = None, time.monotonic()
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline:  # until discovery has settled for a second
+            now = {key: graph(node) for key, node in nodes.items()}
+            if now != previous:
+                previous, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since > 1.0:
+                break
+            time.sleep(0.1)
+        return previous
+    finally:
+        nodes[SENSORS, 'instruments'].shutdown()
+        for node in nodes.values():
+            node.destroy_node()
+
+
+@pytest.mark.dds
+def test_every_real_node_creates_exactly_what_its_profile_allows(rclpy_context):
+    """Both ways: an endpoint the profile lacks would make the node fail under Enforce (or
+    be a hole), a rule the node does not need is a permission nobody should hold."""
+    for key, endpoints in _real_graphs(rclpy_context).items():
+        assert endpoints['publish'], f'{key}: discovery showed nothing'
+        for permission, names in endpoints.items():
+            granted = PROFILES[key][permission]
+            assert names == granted, (key, permission, 'node only:', names - granted,
+                                      'policy only:', granted - names)
+
+
 # -- the launch file's enclave argument -------------------------------------------------------
 def _keystore(root: pathlib.Path, enclave: str) -> pathlib.Path:
     folder = root / 'enclaves' / enclave.strip('/')
@@ -303,11 +443,14 @@ def test_the_launch_runs_a_node_in_an_enclave_only_with_security_enforced(tmp_pa
 def test_the_launch_file_passes_the_enclaves_to_its_nodes():
     source = (REPO / 'launch' / 'autopilot.launch.py').read_text()
     assert "DeclareLaunchArgument('enclave'" in source
-    # The autopilot, the simulator and the helm page.
-    assert source.count('ros_arguments=enclave_arguments(') == 3
+    # The autopilot, the simulator, the instrument bridge (in the sensors enclave) and the
+    # helm page.
+    assert source.count('ros_arguments=enclave_arguments(') == 4
     assert 'ros_arguments=enclave_arguments(helm_enclave)' in source
     assert 'HELM_ENCLAVE if enclave and helm' in source
     assert "'engage_autopilot': not sim_enclave" in source
+    assert 'SENSORS_ENCLAVE if enclave and instruments is not None' in source
+    assert 'ros_arguments=enclave_arguments(instruments_enclave)' in source
 
 
 # -- scripts/sros2-setup ----------------------------------------------------------------------

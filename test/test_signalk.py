@@ -205,6 +205,12 @@ def test_stream_url_and_subscription():
     assert [s['path'] for s in subscription['subscribe']] == list(PATHS)
 
 
+def test_the_source_describes_itself_without_the_token_a_url_may_carry():
+    source = SignalKSource('ws://pi.local:3000/signalk/v1/stream?token=secret')
+    assert source.describe() == 'ws://pi.local:3000/signalk/v1/stream'
+    assert 'secret' in source.url  # still sent: the server reads it there
+
+
 def test_a_websockets_too_old_for_the_client_is_one_clear_message(monkeypatch):
     import websockets
     monkeypatch.setattr(websockets, '__version__', '10.4')  # Debian 12's, Ubuntu 24.04's
@@ -289,8 +295,8 @@ def test_sim_encoder_round_trip_through_the_parser():
     text = samples_to_delta(SIM_SAMPLES, epoch=1.7e9)
     readings = DeltaParser().parse(text, 5.0).readings
     assert readings == [
-        AttitudeReading(5.0, 0.12, 0.03),  # pitch negated twice: bow down stays bow down
-        TurnRateReading(5.0, 0.04),  # -angular_velocity.z: a starboard turn
+        TurnRateReading(5.0, 0.04),  # -angular_velocity.z: a starboard turn; first, so the
+        AttitudeReading(5.0, 0.12, 0.03),  # attitude's Imu has it. Pitch negated twice.
         HeadingReading(5.0, 4.2, False),
         WindReading(5.0, -0.9, 7.5),
         SpeedReading(5.0, 3.1),
@@ -669,3 +675,40 @@ def test_a_failing_consumer_does_not_end_the_source(n2k_server):
     thread.join(timeout=15)
     assert len(calls) >= 3 and source.stats.reconnects == 0
     assert 'emit failed: RuntimeError: consumer bug' in source.stats.last_error
+
+
+def test_the_simulators_writer_retries_until_the_server_is_up_and_never_blocks(
+        tmp_path_factory):
+    """sim_node's SignalKWriter: no server yet (deltas dropped and counted, retried), the
+    server up (written and read back), the server killed and restarted (written again)."""
+    from autopilot_ros.sim.signalk_out import SignalKWriter
+
+    server = _server(tmp_path_factory, sample=None)
+    server.kill()  # the port stays bound (socket activation) but nobody answers
+    writer = SignalKWriter(server.url)
+    writer.BACKOFF = (0.1, 0.5)
+    try:
+        delta = samples_to_delta([HeadingSample(0.0, 1.0)], epoch=time.time())
+        started = time.monotonic()
+        for _ in range(20):
+            writer.send(delta)
+        assert time.monotonic() - started < 0.5  # queued or dropped, never waited for
+        assert writer.dropped == 20 and not writer.connected
+        server.start()
+        source = SignalKSource(server.url, backoff_initial=0.1, backoff_cap=0.5)
+        with Collector(source) as c:
+            for restart in (False, True):
+                if restart:
+                    server.kill()
+                    server.start()
+                deadline = time.monotonic() + 60
+                before = len(c.of(HeadingReading))
+                while len(c.of(HeadingReading)) < before + 5 and time.monotonic() < deadline:
+                    writer.send(samples_to_delta([HeadingSample(0.0, 1.0)], epoch=time.time()))
+                    time.sleep(0.05)
+                assert len(c.of(HeadingReading)) >= before + 5, (restart, writer.last_error)
+        assert writer.failures >= 1 and writer.sent >= 10
+        assert all(r.heading == 1.0 for r in c.of(HeadingReading))
+    finally:
+        writer.close()
+        server.close()

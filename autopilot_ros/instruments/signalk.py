@@ -433,6 +433,12 @@ class SignalKSource:
         self.parser = DeltaParser(heading)
         self._got_data = False
 
+    def describe(self) -> str:
+        """Where it reads, for the log and `/diagnostics`: the URL without its query (which
+        may hold a token)."""
+        parts = urllib.parse.urlsplit(self.url)
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, '', ''))
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self, emit: Callable[[list[Reading]], None], stop: threading.Event) -> None:
         """Connect, read and emit until `stop`; every failure is counted, then a retry."""

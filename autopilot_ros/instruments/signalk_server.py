@@ -12,10 +12,18 @@ NMEA 0183), optionally with security on and a token for a read-only user.
 
 Not for the boat: there, the server OpenPlotter (or `npm install -g signalk-server`)
 installed is configured in its own admin page.
+
+    python -m autopilot_ros.instruments.signalk_server --port 3010
+
+runs one (no recording, no security) until SIGINT or SIGTERM: the server the launch file
+starts for `sim:=true instruments:=signalk`, which the simulator writes to and the bridge
+reads, with a configuration folder that is removed when it stops.
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
 import json
 import os
 import pathlib
@@ -25,6 +33,8 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -47,14 +57,18 @@ def node_executable() -> str | None:
 
 
 def find_server_dir() -> pathlib.Path:
-    """The installed signalk-server package: $AUTOPILOT_SIGNALK_SERVER, else the cache."""
+    """The installed signalk-server package: $AUTOPILOT_SIGNALK_SERVER, else the cache, else
+    the one on PATH (`npm install -g signalk-server`, as OpenPlotter installs it)."""
     candidates = [os.environ.get(ENV_SERVER_DIR), str(DEFAULT_SERVER_DIR)]
+    on_path = shutil.which('signalk-server')
+    if on_path:  # .../node_modules/signalk-server/bin/signalk-server, through a link
+        candidates.append(str(pathlib.Path(on_path).resolve().parents[1]))
     for candidate in candidates:
         if candidate and (pathlib.Path(candidate) / 'bin' / 'signalk-server').is_file():
             return pathlib.Path(candidate)
     raise SignalKServerUnavailable(
-        f'signalk-server is not installed (looked in ${ENV_SERVER_DIR} and '
-        f'{DEFAULT_SERVER_DIR}): run `make signalk-server`')
+        f'signalk-server is not installed (looked in ${ENV_SERVER_DIR}, '
+        f'{DEFAULT_SERVER_DIR} and PATH): run `make signalk-server`')
 
 
 def check_node() -> str:
@@ -79,7 +93,8 @@ class LocalSignalKServer:
 
     def __init__(self, config_dir: pathlib.Path, *, sample: str | None = 'n2k',
                  security: bool = False, tls: str = '',
-                 server_dir: pathlib.Path | None = None) -> None:
+                 server_dir: pathlib.Path | None = None, port: int = 0,
+                 die_with_parent: bool = False) -> None:
         if sample is not None and sample not in SAMPLES:
             raise ValueError(f"sample '{sample}' is not one of {', '.join(SAMPLES)}")
         self.node = check_node()
@@ -97,8 +112,19 @@ class LocalSignalKServer:
         self.token = ''
         self.log_path = self.config_dir / 'server.log'
         self.process: subprocess.Popen | None = None
+        # The server gets SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG):
+        # for a process that only holds the server (the CLI below), so that no orphan keeps
+        # the port when it is killed.
+        self.die_with_parent = die_with_parent
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(('127.0.0.1', 0))
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._listener.bind(('127.0.0.1', port))
+        except OSError as exc:
+            self._listener.close()
+            raise SignalKServerUnavailable(
+                f'cannot listen on 127.0.0.1:{port} ({exc.strerror}): another server there?'
+            ) from None
         self._listener.listen(128)
         self.port = self._listener.getsockname()[1]
         self._write_settings()
@@ -179,6 +205,7 @@ class LocalSignalKServer:
         if self.process is not None and self.process.poll() is None:
             return
         listen_fd = self._listener.fileno()
+        prctl = ctypes.CDLL(None).prctl if self.die_with_parent else None  # before the fork
         env = dict(os.environ, LISTEN_FDS='1', SIGNALK_DISABLE_SERVER_UPDATES='1',
                    SKIP_ADMINUI_VERSION_CHECK='1', NODE_ENV='production')
         env.pop('PORT', None)
@@ -188,6 +215,8 @@ class LocalSignalKServer:
             if listen_fd != 3:
                 os.dup2(listen_fd, 3)
             os.set_inheritable(3, True)
+            if prctl is not None:
+                prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
         try:
             self.process = subprocess.Popen(
@@ -255,3 +284,47 @@ class LocalSignalKServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a throwaway server on a loopback port until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog='python -m autopilot_ros.instruments.signalk_server',
+        description='A throwaway signalk-server on 127.0.0.1 (no recording, no security), '
+                    'for the simulator and the bridge; stops on SIGINT or SIGTERM.')
+    parser.add_argument('--port', type=int, default=3010, help='loopback port (0: any)')
+    args = parser.parse_args(argv)
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.append(signum)
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    config = pathlib.Path(tempfile.mkdtemp(prefix='signalk-'))
+    server = None
+    try:
+        server = LocalSignalKServer(config, sample=None, port=args.port, die_with_parent=True)
+        server.start()
+        print(f'signalk-server at {server.url} (config {config}); stop with Ctrl-C', flush=True)
+        while server.process is not None and server.process.poll() is None:
+            time.sleep(0.5)
+        print(f'signalk-server exited ({server.process.returncode}): {server.log_tail(500)}',
+              file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except (SignalKServerUnavailable, RuntimeError) as exc:
+        print(f'signalk_server: {exc}', file=sys.stderr, flush=True)
+        return 2
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # closing must not be cut short
+        if server is not None:
+            server.close()
+        shutil.rmtree(config, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

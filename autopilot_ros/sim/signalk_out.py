@@ -27,15 +27,17 @@ real time; `--url ws://host:3000 [--token T]` pushes to a server already running
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 import contextlib
 import datetime
 import json
 import math
 import pathlib
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 
 from autopilot_ros.instruments.signalk import (
@@ -78,11 +80,13 @@ def sample_values(sample: SensorSample, *, rudder_max_rad: float = RUDDER_MAX_RA
 
     values: list[dict] = []
     if isinstance(sample, ImuSample):
+        # The rate first, as nmea_out sends ROT before XDR: the bridge folds the newest rate
+        # into the attitude's Imu, so even the first one carries a turn rate.
+        if ok(sample.yaw_rate_z):
+            values.append({'path': RATE_OF_TURN, 'value': -sample.yaw_rate_z})
         if ok(sample.roll, sample.pitch):
             values.append({'path': ATTITUDE,
                            'value': {'roll': sample.roll, 'pitch': -sample.pitch}})
-        if ok(sample.yaw_rate_z):
-            values.append({'path': RATE_OF_TURN, 'value': -sample.yaw_rate_z})
     elif isinstance(sample, HeadingSample):
         if ok(sample.heading):
             values.append({'path': HEADING_TRUE if true_north else HEADING_MAGNETIC,
@@ -147,6 +151,82 @@ class SignalKFeed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SignalKWriter:
+    """Deltas to a server from a thread of its own: the simulator never waits for the server.
+
+    What sim_node uses. `send` only queues; the thread connects (a `SignalKFeed`), writes,
+    and on any failure (the server not up yet, restarted, gone) counts it, waits a backoff
+    (0.5 s doubling to 5 s) and connects again. Deltas that come while it is not connected,
+    or faster than the link takes them, are dropped and counted, never sent late: a sensor
+    that lost its link does not replay old readings either.
+    """
+
+    QUEUE = 64  # deltas: a few simulator steps; more would be stale
+    BACKOFF = (0.5, 5.0)
+
+    def __init__(self, url: str, token: str = '', *,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.url = stream_url(url)  # ValueError for a URL that names no server
+        self.token = token
+        self.log = log or (lambda line: None)
+        self.sent = self.dropped = self.failures = 0
+        self.connected = False
+        self.last_error = ''
+        self._lock = threading.Lock()  # `dropped` is counted from both threads
+        self._queue: queue.Queue[str] = queue.Queue(self.QUEUE)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='signalk writer', daemon=True)
+        self._thread.start()
+
+    def send(self, delta: str) -> None:
+        """Queue one delta for the server; dropped (counted) while there is no link."""
+        if self.connected:
+            try:
+                self._queue.put_nowait(delta)
+                return
+            except queue.Full:
+                pass
+        with self._lock:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        from websockets.exceptions import WebSocketException
+
+        delay = self.BACKOFF[0]
+        while not self._stop.is_set():
+            try:
+                with SignalKFeed(self.url, self.token, open_timeout=5.0) as feed:
+                    self.connected = True
+                    delay = self.BACKOFF[0]
+                    self.log(f'writing the instruments to {self.url}')
+                    while not self._stop.is_set():
+                        try:
+                            delta = self._queue.get(timeout=0.1)
+                        except queue.Empty:
+                            continue
+                        feed.send(delta)
+                        self.sent += 1
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                self.failures += 1
+                error = f'{type(exc).__name__}: {exc}'[:200]
+                if error != self.last_error:
+                    self.log(f'{self.url}: {error}; retrying')
+                self.last_error = error
+            finally:
+                self.connected = False
+                while not self._queue.empty():  # stale by the time a link is back
+                    self._queue.get_nowait()
+                    with self._lock:
+                        self.dropped += 1
+            if self._stop.wait(delay):
+                break
+            delay = min(self.BACKOFF[1], delay * 2.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=7.0)
 
 
 def main(argv: list[str] | None = None) -> int:
