@@ -152,3 +152,28 @@ def test_eval_json_round_trips_and_the_held_out_report_applies_the_ship_rule(tmp
     assert 'reference yacht' in text
     with pytest.raises(SystemExit):
         tool.main([str(runs), '--model', 'nobody.onnx', '--out', str(out)])
+
+
+def test_a_capped_dagger_round_keeps_every_new_window_and_samples_the_old():
+    import numpy as np
+
+    from autopilot_ros.training.dataset import Dataset
+    from autopilot_ros.training.pipeline import PipelineConfig, _round_sample
+
+    def windows(n: int, first_group: int) -> Dataset:
+        return Dataset(np.zeros((n + 19, 25), np.float32), np.arange(19, n + 19),
+                       np.arange(n, dtype=np.float32), np.full(n, first_group, np.int32),
+                       np.zeros(n))
+
+    old, new = windows(10, 0), windows(3, 1)
+    aggregate = Dataset.concat([old, new])
+    cfg = PipelineConfig(bags=[], out='x', dagger_window_cap=6)
+    sample = _round_sample(aggregate, new, cfg)
+    assert len(sample) == 6 and list(sample.groups).count(1) == 3  # all 3 new, 3 old
+    assert list(sample.labels[-3:]) == [0.0, 1.0, 2.0]
+    again = _round_sample(aggregate, new, cfg)
+    assert list(again.ends) == list(sample.ends)  # seeded: the same sample every time
+    # No cap, or a cap above the aggregate: everything.
+    assert len(_round_sample(aggregate, new, PipelineConfig(bags=[], out='x'))) == 13
+    big = PipelineConfig(bags=[], out='x', dagger_window_cap=50)
+    assert len(_round_sample(aggregate, new, big)) == 13
