@@ -202,7 +202,6 @@ def test_the_simulator_through_nmea_0183_and_the_bridge_is_steered_by_the_autopi
 
     from autopilot_ros.launch_config import SIM_STAMP_TOLERANCE, default_params_file
     from autopilot_ros.msg import AutopilotStatus
-    from autopilot_ros.pilot import POLICY_NAMES
 
     share = get_package_share_directory('autopilot_ros')
     port = free_port()
@@ -228,18 +227,7 @@ def test_the_simulator_through_nmea_0183_and_the_bridge_is_steered_by_the_autopi
     assert sim.returncode == 0, sim.stdout.read()
     assert autopilot.poll() is None and bridge.poll() is None
     (result,) = json.loads(summary.read_text())['results']
-    engaged = [s for s in statuses if s.engaged]
-    assert len(engaged) > 500, len(statuses)
-    # The autopilot took every input from the bridge (none stale once under way) ...
-    fresh = [s for s in engaged if not any(n in s.stale_inputs for n in
-                                           ('imu', 'heading', 'wind'))]
-    assert len(fresh) / len(engaged) > 0.95
-    # ... and its PID steered (no model: the node's default; NMEA has no accelerations).
-    assert {POLICY_NAMES[s.policy] for s in engaged} == {'pid'}
-    # Recovery: a 75 deg course change; steered, the error settles to a few degrees.
-    assert result['rms_deg'] < 5.0, result
-    final = [abs(s.heading_error) for s in engaged[-100:]]
-    assert max(final) < 5 * DEG
+    assert_the_pid_steered_the_recovery_on_bridged_inputs(statuses, result)
 
 
 def test_the_simulator_refuses_nmea_only_without_an_nmea_output(tmp_path):
@@ -302,7 +290,6 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
     from autopilot_ros.launch_config import SIM_STAMP_TOLERANCE, default_params_file
     from autopilot_ros.msg import AutopilotStatus
-    from autopilot_ros.pilot import POLICY_NAMES
     from autopilot_ros.ros_messages import message_class
     from autopilot_ros.samples import imu_from_msg
 
@@ -382,15 +369,7 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     assert values['stamped with'].startswith('receive time')
     assert values['heading reference'] == 'magnetic'
 
-    # The autopilot took every input from the bridge and its PID steered the course change.
-    engaged = [s for s in statuses if s.engaged]
-    assert len(engaged) > 500, len(statuses)
-    fresh = [s for s in engaged if not any(n in s.stale_inputs for n in
-                                           ('imu', 'heading', 'wind'))]
-    assert len(fresh) / len(engaged) > 0.95
-    assert {POLICY_NAMES[s.policy] for s in engaged} == {'pid'}
-    assert result['rms_deg'] < 5.0, result
-    assert max(abs(s.heading_error) for s in engaged[-100:]) < 5 * DEG
+    assert_the_pid_steered_the_recovery_on_bridged_inputs(statuses, result)
 
 
 def test_the_simulator_refuses_signalk_only_without_a_server(tmp_path):
@@ -405,3 +384,20 @@ def test_the_simulator_refuses_signalk_only_without_a_server(tmp_path):
     assert bad.stdout.strip().splitlines()[-1] == (
         "sim_node: Signal K url 'ftp://x': the scheme must be ws or wss")
     assert 'Traceback' not in bad.stdout + bad.stderr
+
+
+def assert_the_pid_steered_the_recovery_on_bridged_inputs(statuses: list, result: dict) -> None:
+    """Both bridge routes end alike: the autopilot took every input from the bridge (none
+    stale once under way), its PID steered (no model: the node's default; the instruments
+    give no accelerations), and the recovery's 75 deg course change settled to a few
+    degrees."""
+    from autopilot_ros.pilot import POLICY_NAMES
+
+    engaged = [s for s in statuses if s.engaged]
+    assert len(engaged) > 500, len(statuses)
+    fresh = [s for s in engaged if not any(n in s.stale_inputs for n in
+                                           ('imu', 'heading', 'wind'))]
+    assert len(fresh) / len(engaged) > 0.95
+    assert {POLICY_NAMES[s.policy] for s in engaged} == {'pid'}
+    assert result['rms_deg'] < 5.0, result
+    assert max(abs(s.heading_error) for s in engaged[-100:]) < 5 * DEG
