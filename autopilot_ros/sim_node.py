@@ -47,6 +47,7 @@ from autopilot_ros.inputs import INPUTS, input_of
 from autopilot_ros.msg import RudderCommand
 from autopilot_ros.ros_messages import BASE_FRAME, message_class
 from autopilot_ros.samples import SensorSample
+from autopilot_ros.sim.boats import boat_by_name
 from autopilot_ros.sim.evaluate import plot_traces, summarize
 from autopilot_ros.sim.helmsman import ExpertHelmsman
 from autopilot_ros.sim.loop import ClosedLoop
@@ -81,6 +82,10 @@ class SimNode(Node):
         self.declare_parameter('lockstep_timeout', 2.0)  # wall s without a command
         self.declare_parameter('helmsman', 'autopilot')  # who steers: rudder_command, 'expert'
         self.declare_parameter('helmsman_imperfection', 0.3)  # 0 = flawless expert
+        # The boat sailed: a built-in one by name (reference, a held-out boat, family_<seed>)
+        # or, when boat_file is set, a boat file (autopilot-train identify writes one).
+        self.declare_parameter('boat', 'reference')
+        self.declare_parameter('boat_file', '')
         # NMEA 0183 out (sim/nmea_out.py): a TCP server (-1: none, 0: any free port) and/or
         # UDP datagrams to 'host:port'; `nmea.only`: no ROS sensor topics, the bridge's job.
         self.declare_parameter('nmea.tcp_port', -1)
@@ -116,6 +121,8 @@ class SimNode(Node):
         self.imperfection = float(self.get_parameter('helmsman_imperfection').value)
         if not 0.0 <= self.imperfection <= 1.0:
             raise ValueError(f'helmsman_imperfection {self.imperfection} not in [0, 1]')
+        boat_file = str(self.get_parameter('boat_file').value).strip()
+        self.boat = boat_by_name(boat_file or str(self.get_parameter('boat').value))
         self.nmea_outs = self._nmea_outputs()
         self.nmea_only = bool(self.get_parameter('nmea.only').value)
         if self.nmea_only and not self.nmea_outs:
@@ -193,15 +200,16 @@ class SimNode(Node):
     def _start_scenario(self) -> None:
         self.scenario = SCENARIOS[self.queue.pop(0)]
         self.loop = ClosedLoop(self.scenario, self.seed, rate_hz=1.0 / STEP, steer=self._steer,
-                               sink=self._publish)
+                               sink=self._publish, params=self.boat.params,
+                               sensors=self.boat.sensors)
         self.target = self.loop.target
         self.expert = (ExpertHelmsman(self.seed, imperfection=self.imperfection,
                                       rate_hz=1.0 / STEP)
                        if self.helmsman == 'expert' else None)
         self.model_ticks = self.ticks_seen = 0
         self._set_autopilot(self.scenario.mode, self.target)
-        self.get_logger().info(f'scenario {self.scenario.name} (seed {self.seed}): '
-                               f'{self.scenario.description}')
+        self.get_logger().info(f'scenario {self.scenario.name} (seed {self.seed}, boat '
+                               f'{self.boat.name}): {self.scenario.description}')
 
     def _set_autopilot(self, mode: str, target: float) -> None:
         # Started without engage_autopilot there is no client: switching it on later does
@@ -281,7 +289,8 @@ class SimNode(Node):
         trace = self.loop.trace()
         result = summarize(pilot=label, scenario=self.scenario.name, seed=self.seed,
                            t=trace['t'], err=trace['err'], rudder=trace['rudder'],
-                           changes=self.loop.changes, model_ticks=None, trace=trace)
+                           changes=self.loop.changes, model_ticks=None, trace=trace,
+                           boat=self.boat.name)
         if self.ticks_seen and self.expert is None:
             result.fallback_frac = 1.0 - self.model_ticks / self.ticks_seen
         self.results.append(result)

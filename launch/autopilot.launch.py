@@ -106,6 +106,8 @@ def _nodes(context: LaunchContext) -> list:
             parameters=[{'scenario': LaunchConfiguration('scenario').perform(context),
                          'real_time_factor': 1.0, 'repeat': True,
                          'helmsman': LaunchConfiguration('helmsman').perform(context),
+                         'boat': LaunchConfiguration('boat').perform(context),
+                         'boat_file': LaunchConfiguration('boat_file').perform(context),
                          'engage_autopilot': not sim_enclave, 'use_sim_time': False,
                          **sim_parameters_for_instruments(instruments)}],
         ))
@@ -155,6 +157,12 @@ def generate_launch_description() -> LaunchDescription:
                               description='follow /clock (default: true with sim:=true)'),
         DeclareLaunchArgument('scenario', default_value='beam_reach',
                               description='simulator scenario (with sim:=true)'),
+        DeclareLaunchArgument('boat', default_value='reference',
+                              description='with sim:=true, the boat sailed: reference, a '
+                                          'held-out boat or family_<seed>'),
+        DeclareLaunchArgument('boat_file', default_value='',
+                              description='with sim:=true, a boat file to sail instead (your '
+                                          "boat's twin: autopilot-train identify)"),
         DeclareLaunchArgument('helmsman', default_value='autopilot',
                               description="with sim:=true, who steers the simulated boat: "
                                           "'autopilot' or 'expert'"),

@@ -229,7 +229,11 @@ def outside_family(spec: BoatSpec) -> list[str]:
 
 
 def boat_by_name(name: str) -> BoatSpec:
-    """'reference', a HELD_OUT name, or 'family_<seed>'; ValueError naming the choices."""
+    """'reference', a HELD_OUT name, 'family_<seed>' or a boat file (.yaml, as identification
+    writes: sim/boat_file.py); ValueError naming the choices or what is wrong with the file."""
+    from autopilot_ros.sim.boat_file import is_boat_file, load_boat_file
+    if is_boat_file(name):
+        return load_boat_file(name)
     if name == REFERENCE.name:
         return REFERENCE
     if name in HELD_OUT:
@@ -238,7 +242,8 @@ def boat_by_name(name: str) -> BoatSpec:
     if name.startswith(prefix) and name[len(prefix):].isdigit():
         return draw_boat(int(name[len(prefix):]))
     raise ValueError(f"unknown boat '{name}': reference, family_<seed>, "
-                     f"held_out (all of them) or one of {', '.join(HELD_OUT)}")
+                     f"held_out (all of them), a boat file (.yaml) or one of "
+                     f"{', '.join(HELD_OUT)}")
 
 
 def boats_by_names(names: list[str]) -> list[BoatSpec]:

@@ -264,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--boats', nargs='+', default=[REFERENCE.name],
                         help="'reference' (the simulator's yacht), 'held_out' (every boat "
                              f"no training may use: {', '.join(HELD_OUT)}), one of those, "
-                             "or family_<seed> (a boat drawn from the family)")
+                             "family_<seed> (a boat drawn from the family) or a boat file "
+                             "(.yaml: autopilot-train identify writes one)")
+    parser.add_argument('--boat', action='append', default=[], metavar='FILE',
+                        help='a boat file to sail as well (repeatable): your boat\'s twin')
     parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
     parser.add_argument('--json', metavar='PATH',
                         help='also write every run (pilot, boat, scenario, seed, metrics) as JSON')
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         if p not in ('pid', 'pd', 'expert', 'zero') and not os.path.isfile(p):
             parser.error(f"pilot '{p}' is neither pid/pd/expert/zero nor an existing .onnx file")
     try:
-        boats = boats_by_names(args.boats)
+        boats = boats_by_names(args.boats + args.boat)
     except ValueError as exc:
         parser.error(str(exc))
 
