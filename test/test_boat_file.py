@@ -9,9 +9,15 @@ import pytest
 
 from autopilot_ros.sim.boat import BoatParams
 from autopilot_ros.sim.boat_file import (
-    PARAM_RANGES, SENSOR_RANGES, BoatFileError, load_boat_file, save_boat_file)
+    PARAM_RANGES,
+    SENSOR_RANGES,
+    BoatFileError,
+    load_boat_file,
+    save_boat_file,
+)
 from autopilot_ros.sim.boats import HELD_OUT, REFERENCE, boat_by_name, draw_boat
-from autopilot_ros.sim.evaluate import main as eval_main, run_episode
+from autopilot_ros.sim.evaluate import main as eval_main
+from autopilot_ros.sim.evaluate import run_episode
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.sim.sensors import SensorConfig
 

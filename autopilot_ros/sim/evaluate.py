@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                              "family_<seed> (a boat drawn from the family) or a boat file "
                              "(.yaml: autopilot-train identify writes one)")
     parser.add_argument('--boat', action='append', default=[], metavar='FILE',
-                        help='a boat file to sail as well (repeatable): your boat\'s twin')
+                        help="a boat file to sail as well (repeatable): your boat's twin")
     parser.add_argument('--plot', default='out/eval_traces.png', help='PNG of the traces')
     parser.add_argument('--json', metavar='PATH',
                         help='also write every run (pilot, boat, scenario, seed, metrics) as JSON')
