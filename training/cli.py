@@ -110,6 +110,9 @@ def _simulate_parser() -> argparse.ArgumentParser:
     p.add_argument('--boats', choices=BOAT_SETS, default='reference',
                    help="'reference': the simulator's yacht; 'family': every bag on a boat of "
                         'its own, drawn from the family (sim/boats.py), never a held-out one')
+    p.add_argument('--workers', type=int, default=None, metavar='N',
+                   help='processes recording bags (default: the cores, at most 4); every bag '
+                        'is seeded, so the bags are the same whatever the number')
     return p
 
 
@@ -125,6 +128,8 @@ def simulate(argv: list[str]) -> int:
                      'boats drawn would be the ones models are selected on')
     if args.duration is not None and not args.duration >= 10.0:
         return _fail('--duration must be at least 10 s')
+    if args.workers is not None and args.workers < 1:
+        return _fail('--workers must be >= 1')
     out = Path(args.out)
     try:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -139,30 +144,31 @@ def _record(args: argparse.Namespace, out: Path) -> int:
     from dataclasses import replace
 
     from autopilot_ros.sim.boats import REFERENCE, draw_boat
-    from autopilot_ros.training.demos import write_demo_bag
+    from autopilot_ros.sim.parallel import default_workers, process_map
+    from autopilot_ros.training.demos import write_demo_job
 
     progress = Progress()
-    total = len(args.scenarios) * args.seeds
-    n = 0
+    jobs = []
     for s in args.scenarios:
         scenario = SCENARIOS[s]
         if args.duration is not None:
             scenario = replace(scenario, duration_s=min(scenario.duration_s, args.duration))
         for k in range(args.seeds):
             seed = args.first_seed + k
-            storage = args.storage if args.storage != 'both' else STORAGE_IDS[n % 2]
+            storage = args.storage if args.storage != 'both' else STORAGE_IDS[len(jobs) % 2]
             # Boat seeds follow the demonstration seeds, so another --first-seed draws
             # other boats, and a scenario's bags are each on a boat of their own.
             boat = (draw_boat(DEMO_BOAT_SEEDS + seed * len(SCENARIOS)
                               + list(SCENARIOS).index(s))
                     if args.boats == 'family' else REFERENCE)
             path = out / (f'{s}_{seed}' if boat is REFERENCE else f'{s}_{seed}_{boat.name}')
-            count = write_demo_bag(path, scenario, seed, storage, args.imperfection,
-                                   boat=boat)
-            n += 1
-            progress.line(f'[{n}/{total}] {path} ({storage}): {count:,} messages, '
-                          f'{scenario.duration_s:.0f} s of {s} on {boat.name}')
-    progress.line(f'recorded {total} bag(s) in {out}; train with: autopilot-train --bags '
+            jobs.append((path, scenario, seed, storage, args.imperfection, boat))
+    counts = process_map(write_demo_job, jobs, args.workers or default_workers())
+    for n, (job, count) in enumerate(zip(jobs, counts, strict=True), 1):
+        path, scenario, _, storage, _, boat = job
+        progress.line(f'[{n}/{len(jobs)}] {path} ({storage}): {count:,} messages, '
+                      f'{scenario.duration_s:.0f} s of {scenario.name} on {boat.name}')
+    progress.line(f'recorded {len(jobs)} bag(s) in {out}; train with: autopilot-train --bags '
                   f'{out} --out models/NAME')
     return 0
 

@@ -75,6 +75,13 @@ def write_demo_bag(path: str | Path, scenario: Scenario, seed: int, storage: str
     return count
 
 
+def write_demo_job(job: tuple) -> int:
+    """One bag of `autopilot-train simulate` in a worker process: (path, scenario, seed,
+    storage, imperfection, boat) -> messages written. Top level, so spawned workers find it."""
+    path, scenario, seed, storage, imperfection, boat = job
+    return write_demo_bag(path, scenario, seed, storage, imperfection, boat=boat)
+
+
 def dagger_rollout(policy, scenario: Scenario, seed: int, label_lead_s: float,
                    rate_hz: float = 10.0, boat: BoatSpec = REFERENCE,
                    ) -> tuple[Recording, dict[int, float]]:
