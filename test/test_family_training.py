@@ -97,6 +97,21 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
+def test_simulate_records_the_same_bags_in_parallel_as_one_at_a_time(tmp_path: Path):
+    from autopilot_ros.training.bags import read_bags
+
+    for workers in ('1', '2'):
+        sim = _cli('simulate', '--out', f'bags{workers}', '--boats', 'family', '--scenarios',
+                   'calm_compass', 'recovery', '--seeds', '1', '--duration', '20',
+                   '--storage', 'both', '--workers', workers, cwd=tmp_path)
+        assert sim.returncode == 0, sim.stderr
+    one, two = (read_bags(tmp_path / f'bags{w}') for w in ('1', '2'))
+    assert [r.path.name for r in one] == [r.path.name for r in two]
+    assert [r.storage_id for r in two] == ['sqlite3', 'mcap']
+    assert all(a.samples == b.samples for a, b in zip(one, two, strict=True))
+    assert sim.stderr.count('[') >= 2 and '[2/2]' in sim.stderr  # progress, in order
+
+
 def test_short_training_on_randomized_boats_end_to_end(tmp_path: Path):
     sim = _cli('simulate', '--out', 'bags', '--boats', 'family', '--scenarios', 'calm_compass',
                'beam_reach', '--seeds', '2', '--duration', '60', cwd=tmp_path)
@@ -177,3 +192,44 @@ def test_a_capped_dagger_round_keeps_every_new_window_and_samples_the_old():
     assert len(_round_sample(aggregate, new, PipelineConfig(bags=[], out='x'))) == 13
     big = PipelineConfig(bags=[], out='x', dagger_window_cap=50)
     assert len(_round_sample(aggregate, new, big)) == 13
+
+
+def test_training_with_your_boat_judges_the_model_on_it_and_rolls_dagger_out_on_it(
+        tmp_path: Path):
+    """--boat FILE: the verdict is on the twin (named in the card), beside the reference;
+    --sim-boats twin rolls DAgger out on it for every seed but a scenario's first."""
+    from autopilot_ros.sim.boat_file import save_boat_file
+
+    twin = HELD_OUT['heavy_long_keel']  # any boat file: here one whose truth is known
+    save_boat_file(twin, tmp_path / 'my_boat.yaml')
+    assert dagger_boat('twin', 1, 0, twin) is twin and dagger_boat('twin', 0, 0, twin) is REFERENCE
+    assert sim_boats('twin') == [REFERENCE]  # the judge never selects
+    with pytest.raises(ValueError, match='--boat'):
+        dagger_boat('twin', 1, 0)
+    sim = _cli('simulate', '--out', 'bags', '--scenarios', 'calm_compass', '--seeds', '2',
+               '--duration', '60', cwd=tmp_path)
+    assert sim.returncode == 0, sim.stderr
+    run = _cli('--bags', 'bags', '--out', 'models/mine', '--epochs', '1', '--batch-size', '128',
+               '--dagger', '1', '--dagger-seeds', '2', '--dagger-epochs', '1',
+               '--sim-boats', 'twin', '--boat', 'my_boat.yaml', '--scenarios', 'calm_compass',
+               '--eval-seeds', '1', '--workers', '2', cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / 'models' / 'mine.json').read_text())
+    cl = report['closed_loop']
+    assert cl['boats'] == ['reference', 'heavy_long_keel']
+    assert cl['verdict_on'] == 'heavy_long_keel'
+    assert cl['twin'] == {'name': 'heavy_long_keel', 'file': 'my_boat.yaml', 'dagger_on_it': True}
+    assert report['dagger']['boats'] == 'twin'
+    card = (tmp_path / 'models' / 'mine.md').read_text()
+    assert "The verdict below is on your boat's twin, `heavy_long_keel`" in card
+    assert 'not an independent judge' in card
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--sim-boats', 'twin'], "--sim-boats twin needs your boat's file: --boat BOAT.yaml"),
+    (['--boat', 'nowhere.yaml'], 'cannot read boat file nowhere.yaml'),
+])
+def test_training_refuses_a_twin_it_cannot_sail_in_one_line(tmp_path: Path, args, message):
+    run = _cli('--bags', 'bags', '--out', 'models/x', *args, cwd=tmp_path)
+    assert run.returncode == 2
+    assert message in run.stderr and 'Traceback' not in run.stderr

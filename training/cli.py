@@ -69,9 +69,13 @@ def _train_parser() -> argparse.ArgumentParser:
     g.add_argument('--dagger-window-cap', type=int, default=0, metavar='N',
                    help="windows a DAgger round trains on at most: the round's new ones plus a "
                         'sample of the older (default 0: all of them)')
-    g.add_argument('--sim-boats', choices=BOAT_SETS, default='reference',
+    g.add_argument('--sim-boats', choices=(*BOAT_SETS, 'twin'), default='reference',
                    help="where DAgger rolls out and models are selected: the simulator's "
-                        "yacht, or also boats drawn from the family (never the held-out ones)")
+                        "yacht, or also boats drawn from the family (never the held-out ones); "
+                        "'twin': DAgger also rolls out on your boat (--boat)")
+    g.add_argument('--boat', default='', metavar='BOAT.yaml',
+                   help="your boat's twin (autopilot-train identify writes it): the verdict "
+                        'is given on it as well as on the reference yacht')
     g.add_argument('--no-mirror', action='store_true',
                    help='do not mirror half of every batch port <-> starboard')
     g.add_argument('--smooth-weight', type=float, default=TrainConfig.smooth_weight,
@@ -219,13 +223,17 @@ def _pipeline_config(args: argparse.Namespace, target: float | None,
         raise ValueError('--workers must be >= 1')
     from autopilot_ros.sim.boats import boats_by_names
     boats_by_names(args.verdict_boats)  # ValueError names an unknown boat
+    if args.boat:
+        boats_by_names([args.boat])  # BoatFileError (a ValueError) says what is wrong
+    elif args.sim_boats == 'twin':
+        raise ValueError("--sim-boats twin needs your boat's file: --boat BOAT.yaml")
     return PipelineConfig(
         bags=args.bags, out=args.out, topic_map=topic_map, skip_bad=args.skip_bad,
         data=data, train=tcfg, dagger_iterations=args.dagger,
         dagger_seeds=args.dagger_seeds, dagger_epochs=args.dagger_epochs,
         dagger_window_cap=args.dagger_window_cap,
         eval_seeds=args.eval_seeds, scenarios=tuple(args.scenarios), sim_boats=args.sim_boats,
-        verdict_boats=tuple(args.verdict_boats),
+        verdict_boats=tuple(args.verdict_boats), boat=args.boat,
         **({'workers': args.workers} if args.workers else {}),
         command='autopilot-train ' + shlex.join(_without(argv, '--card-note')),
         card_note=args.card_note)

@@ -71,6 +71,9 @@ DAGGER_SEED_BASE = 2000
 # alone, or the boat family (rollouts on boats drawn from DAGGER_BOAT_SEEDS, selection on the
 # reference yacht and SELECTION_BOAT_COUNT family boats that no data comes from).
 SELECTION_BOAT_COUNT = 4
+# Where DAgger rolls out: the boat sets above, or 'twin': the reference yacht for a
+# scenario's first seed and the sailor's identified boat (--boat) for the others.
+SIM_BOAT_SETS = (*BOAT_SETS, 'twin')
 
 
 @dataclass
@@ -93,6 +96,9 @@ class PipelineConfig:
     # Boats of the closed-loop verdict (boats.boats_by_names); with the held-out boats the
     # ship rule above decides.
     verdict_boats: tuple[str, ...] = (REFERENCE.name,)
+    # The sailor's boat as a boat file (autopilot-train identify): the verdict is given on
+    # it, beside the verdict boats, and with sim_boats 'twin' DAgger rolls out on it.
+    boat: str = ''
     workers: int = field(default_factory=default_workers)  # closed-loop processes
     version: str = '1'
     command: str = ''  # how this run was started, for the model card
@@ -109,10 +115,23 @@ def _paths(out: str) -> dict[str, Path]:
 
 
 def sim_boats(kind: str) -> list[BoatSpec]:
-    """The boats model selection sails on (see SELECTION_BOAT_COUNT)."""
-    if kind not in BOAT_SETS:
-        raise ValueError(f"sim boats '{kind}' is not one of {', '.join(BOAT_SETS)}")
+    """The boats model selection sails on (see SELECTION_BOAT_COUNT). Never the twin: it
+    judges the model (the verdict), and a judge that also selected would flatter it."""
+    if kind not in SIM_BOAT_SETS:
+        raise ValueError(f"sim boats '{kind}' is not one of {', '.join(SIM_BOAT_SETS)}")
     return [REFERENCE] + (selection_boats(SELECTION_BOAT_COUNT) if kind == 'family' else [])
+
+
+def verdict_boats(cfg: PipelineConfig) -> list[BoatSpec]:
+    """The verdict's boats: cfg.verdict_boats, then the sailor's boat file if given (renamed
+    if its name is taken, so its runs never mix with another boat's)."""
+    boats = boats_by_names(list(cfg.verdict_boats))
+    if cfg.boat:
+        twin = boats_by_names([cfg.boat])[0]
+        if twin.name in {b.name for b in boats}:
+            twin = replace(twin, name=f'{twin.name}_twin')
+        boats.append(twin)
+    return boats
 
 
 def selection_score(policy_path: str, base_rms: dict[tuple[str, str], float],
@@ -192,7 +211,8 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     # 5. Closed loop: the verdict.
     if cfg.eval_seeds > 0:
         name = paths['onnx'].name
-        boats = boats_by_names(list(cfg.verdict_boats))
+        boats = verdict_boats(cfg)
+        twin = boats[-1] if cfg.boat else None
         # The PID and the model sail every verdict boat; the PD pilot and the expert, the
         # columns for context, the reference yacht only (autopilot-eval gives them on any).
         context = [b for b in boats if b.name == REFERENCE.name]
@@ -213,12 +233,18 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
                                 boats=context, workers=cfg.workers)
         table = summary_table(results)
         plot_traces(results, str(paths['traces']))
+        # The verdict is about the sailor's boat when there is one, else the reference yacht.
+        on_twin = [r for r in results if twin is not None and r.boat == twin.name]
         on_reference = [r for r in results if r.boat == REFERENCE.name]
-        judged_on = REFERENCE.name if on_reference else f'{len(boats)} boats'
+        judged_on = (twin.name if on_twin else REFERENCE.name if on_reference
+                     else f'{len(boats)} boats')
         report['closed_loop'] = {'table': table, 'seeds': cfg.eval_seeds,
                                  'boats': [b.name for b in boats],
-                                 'verdict': verdict(on_reference or results, name),
+                                 'verdict': verdict(on_twin or on_reference or results, name),
                                  'verdict_on': judged_on}
+        if twin is not None:
+            report['closed_loop']['twin'] = {'name': twin.name, 'file': cfg.boat,
+                                             'dagger_on_it': cfg.sim_boats == 'twin'}
         progress.line(table)
         v = report['closed_loop']['verdict']
         progress.line(f'verdict on {judged_on}: better than the PID in '
@@ -249,6 +275,7 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
     # Every round is judged with its guards, on the demonstrations' envelope, as it would ship.
     envelope_rows = np.concatenate([train.rows[train.ends], val.rows[val.ends]])
     boats = sim_boats(cfg.sim_boats)
+    twin = boats_by_names([cfg.boat])[0] if cfg.sim_boats == 'twin' else None
     base_results = evaluate([BASELINE], list(cfg.scenarios), list(SELECTION_SEEDS),
                             boats=boats, workers=cfg.workers)
     base_rms = {(b.name, s): float(np.mean([r.rms_deg for r in base_results
@@ -282,7 +309,8 @@ def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: 
             for s in cfg.scenarios:
                 for j in range(cfg.dagger_seeds):
                     jobs.append((onnx_path, s, DAGGER_SEED_BASE + 100 * it + j,
-                                 dagger_boat(cfg.sim_boats, j, rollout), cfg.data, group))
+                                 dagger_boat(cfg.sim_boats, j, rollout, twin), cfg.data,
+                                 group))
                     rollout += 1
                     group += 1
             parts = list(process_map(dagger_windows, jobs, cfg.workers))
@@ -314,13 +342,30 @@ def _round_sample(aggregate: Dataset, added: Dataset, cfg: PipelineConfig) -> Da
     return aggregate.subset(np.sort(np.concatenate([keep, np.arange(old, len(aggregate))])))
 
 
-def dagger_boat(kind: str, seed_index: int, rollout: int) -> BoatSpec:
-    """The boat of one DAgger rollout: the reference yacht, or on 'family' the reference
-    for a scenario's first seed (its margin must hold) and a boat never drawn before for
-    the others."""
+def dagger_boat(kind: str, seed_index: int, rollout: int,
+                twin: BoatSpec | None = None) -> BoatSpec:
+    """The boat of one DAgger rollout: the reference yacht for a scenario's first seed (its
+    margin must hold); for the others on 'family' a boat never drawn before, on 'twin' the
+    sailor's identified boat."""
     if kind == 'family' and seed_index > 0:
         return draw_boat(DAGGER_BOAT_SEEDS + rollout)
+    if kind == 'twin' and seed_index > 0:
+        if twin is None:
+            raise ValueError("sim boats 'twin' needs the sailor's boat file (--boat)")
+        return twin
     return REFERENCE
+
+
+def _twin_lines(cl: dict) -> list[str]:
+    """What the card says about the verdict's boat when the sailor gave theirs."""
+    twin = cl.get('twin')
+    if not twin:
+        return []
+    return [f"The verdict below is on your boat's twin, `{twin['name']}` (`{twin['file']}`, "
+            'identified from your recordings by `autopilot-train identify`): a simulation '
+            'of your boat, as good as its fit report says, not your boat.'
+            + (' DAgger rolled out on it too, so it is not an independent judge: confirm on '
+               'the water.' if twin['dagger_on_it'] else ''), '']
 
 
 def _ship_rule_section(rule: dict) -> list[str]:
@@ -389,8 +434,9 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
     ]
     if 'dagger' in report:
         dg = report['dagger']
-        on = ('the reference yacht and boats drawn from the family'
-              if dg.get('boats') == 'family' else 'the reference yacht')
+        on = {'family': 'the reference yacht and boats drawn from the family',
+              'twin': "the reference yacht and the sailor's boat (twin)"}.get(
+                  dg.get('boats'), 'the reference yacht')
         lines.append(f'- DAgger: {len(dg["rounds"]) - 1} round(s) x {dg["seeds_per_scenario"]} '
                      f'seed(s) per scenario on {on}, guards off; kept round '
                      f'{dg["kept_round"]} by closed-loop RMS / PID on '
@@ -416,6 +462,7 @@ def model_card(report: dict, paths: dict[str, Path], cfg: PipelineConfig) -> str
         lines += [
             f'## Closed loop ({cl["seeds"]} seeds per scenario, seeds 0..{cl["seeds"] - 1})',
             '',
+            *_twin_lines(cl),
             'RMS heading error after the first 20 s and 20 s after each target change, on '
             'the true state; max error is the worst seed; rudder travel in full-scale '
             'units per minute.',
