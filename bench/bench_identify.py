@@ -103,7 +103,7 @@ def bench(boat, minutes: float, bags: Path | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--boat', nargs='+', default=['reference'],
-                    help="boat names: reference, held_out (all eight), a held-out name, "
+                    help='boat names: reference, held_out (all eight), a held-out name, '
                          'family_<seed>, a boat file')
     ap.add_argument('--minutes', type=float, default=30.0, help='minutes of recording to fit')
     ap.add_argument('--bags', type=Path, help='write real bags into this (new) folder')

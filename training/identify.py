@@ -45,7 +45,6 @@ import numpy as np
 from autopilot_ros.sim.boat import BoatParams, sail_force
 from autopilot_ros.sim.boats import (
     HULL_SPEED_PER_SQRT_M,
-    REFERENCE_LENGTH,
     BoatSpec,
     boat_params,
     design_heel_of,
@@ -732,7 +731,7 @@ def _fit_heel(tracks: Sequence[Track], prior: BoatParams, warnings: list[str]
 
     fit = _least_squares(free, residuals, cluster=n, reweight=3)
     v, s = fit.values, fit.std
-    period, zeta = v['roll_period_s'], v['roll_damping_ratio']
+    period = v['roll_period_s']
     w2 = (2.0 * math.pi / period) ** 2
     out: dict[str, ParamResult] = {}
     heel_varied = roll_std >= MIN_ROLL_STD
@@ -934,7 +933,7 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
     if not recordings:
         raise IdentifyError('no recordings to identify the boat from')
     if length is not None and not 1.0 <= length <= 60.0:
-        raise IdentifyError(f'--length {length:g} m is not a yacht\'s waterline (1-60 m)')
+        raise IdentifyError(f"--length {length:g} m is not a yacht's waterline (1-60 m)")
     tracks = [track_of(r) for r in recordings]
     check = track_of(holdout) if holdout is not None else None
     fit_tracks, check = split_holdout(tracks, check)
@@ -1106,7 +1105,7 @@ def report_markdown(ident: Identification, yaml_name: str, png_name: str) -> str
                                                'rudder_hz') if k in inst) + '. Gyro bias (z) '
             'per recording, deg/s: ' + ', '.join(
                 f'{math.degrees(b):.3f}' for b in inst['gyro_bias_z_per_recording'])
-            + '. The other instrument settings are the simulator\'s defaults.', '']
+            + ". The other instrument settings are the simulator's defaults.", '']
     return '\n'.join(out)
 
 
