@@ -805,7 +805,11 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     def residuals(v: dict[str, float]) -> np.ndarray:
         h, r = simulate_yaw(params_of(v), data['heading'][:, 0], data['rate'][:, 0],
                             data['rudder'], data['speed'], roll, downwind)
-        return np.concatenate(((h - data['heading'])[:, 1:],
+        # The window's start heading is one compass reading, noisy: its offset is fitted
+        # per window (projected out), so the compass's noise cannot pose as damping.
+        dh = h - data['heading']
+        dh -= dh.mean(axis=1, keepdims=True)
+        return np.concatenate((dh[:, 1:],
                                RATE_WEIGHT_S * (r - data['rate'])[:, 1:]), axis=1).ravel()
 
     fit = _least_squares(free, residuals, cluster=2 * n, reweight=3)
