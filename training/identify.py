@@ -74,7 +74,8 @@ MIN_SATURATED_SHARE = 0.03  # share of steps the rudder moved at its slew limit
 _REF = BoatParams()
 # The yaw model's parameters as simulate_yaw reads them (BoatParams fields and the offset).
 _YAW_KEYS = ('rudder_gain', 'min_flow_speed', 'rudder_stall', 'yaw_damping_base',
-             'yaw_damping_per_speed', 'weather_helm', 'downwind_helm', 'rudder_offset')
+             'yaw_damping_per_speed', 'weather_helm', 'downwind_helm', 'rudder_offset',
+             'compass_lag_s')
 _SAIL_REF = sail_force(12.0, _REF.reef_wind)
 
 
@@ -335,6 +336,20 @@ def simulate_yaw(p: dict[str, float], h0: np.ndarray, r0: np.ndarray, rudder: np
         r[:, k + 1] = steady[:, k] + (r[:, k] - steady[:, k]) * decay[:, k]
         h[:, k + 1] = h[:, k] + 0.5 * (r[:, k] + r[:, k + 1]) * dt
     return h, r
+
+
+def compass_view(h: np.ndarray, r0: np.ndarray, lag_s: float, dt: float = GRID_DT
+                 ) -> np.ndarray:
+    """What a compass damped with time constant lag_s reads of the heading h (windows as
+    rows). It starts lag_s * r0 behind (a steady turn's lag), as the measured start does."""
+    if lag_s <= 1e-3:
+        return h
+    a = 1.0 - math.exp(-dt / lag_s)
+    out = np.empty(h.shape)
+    out[:, 0] = h[:, 0] - lag_s * r0
+    for k in range(h.shape[1] - 1):
+        out[:, k + 1] = out[:, k] + a * (h[:, k + 1] - out[:, k])
+    return out
 
 
 def simulate_roll(g: float, period: float, zeta: float, offset: float, roll0: np.ndarray,
@@ -778,7 +793,8 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     fixed = {'min_flow_speed': prior.min_flow_speed, 'rudder_stall': prior.rudder_stall,
              'weather_helm': prior.weather_helm, 'downwind_helm': prior.downwind_helm,
              'yaw_damping_base': prior.yaw_damping_base,
-             'yaw_damping_per_speed': prior.yaw_damping_per_speed, 'rudder_offset': 0.0}
+             'yaw_damping_per_speed': prior.yaw_damping_per_speed, 'rudder_offset': 0.0,
+             'compass_lag_s': 0.0}
     free = [_Free('rudder_gain', True, prior.rudder_gain, prior.rudder_gain / 30,
                   prior.rudder_gain * 30)]
     if split_damping:
@@ -794,6 +810,7 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
         warnings.append(f'never downwind for long ({downwind_s:.0f} s with the apparent wind '
                         f'abaft the beam, needs {MIN_DOWNWIND_S:.0f}): downwind helm assumed')
     free.append(_Free('rudder_offset', False, 0.0, -0.3, 0.3))
+    free.append(_Free('compass_lag_s', False, 0.1, 0.0, 3.0))
 
     def params_of(v: dict[str, float]) -> dict[str, float]:
         p = {**fixed, **v}
@@ -805,19 +822,21 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     def residuals(v: dict[str, float]) -> np.ndarray:
         h, r = simulate_yaw(params_of(v), data['heading'][:, 0], data['rate'][:, 0],
                             data['rudder'], data['speed'], roll, downwind)
+        h = compass_view(h + v['compass_lag_s'] * data['rate'][:, :1], data['rate'][:, 0],
+                         v['compass_lag_s'])
         # The window's start heading is one compass reading, noisy: its offset is fitted
         # per window (projected out), so the compass's noise cannot pose as damping.
         dh = h - data['heading']
         dh -= dh.mean(axis=1, keepdims=True)
-        return np.concatenate((dh[:, 1:],
-                               RATE_WEIGHT_S * (r - data['rate'])[:, 1:]), axis=1).ravel()
+        e = np.concatenate((dh[:, 1:], RATE_WEIGHT_S * (r - data['rate'])[:, 1:]), axis=1)
+        return e.ravel()
 
     fit = _least_squares(free, residuals, cluster=2 * n, reweight=3)
     p = params_of(fit.values)
     out = {}
     for f in free:
         name = f.name
-        if name == 'rudder_offset':
+        if name in ('rudder_offset', 'compass_lag_s'):
             continue
         if name == 'damping_scale':
             scale, sd = fit.values[name], fit.std[name]
@@ -826,7 +845,9 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
                                        'yaw fit (scaled together: their ratio is assumed)')
             continue
         out[name] = ParamResult(name, p[name], fit.std[name], True, 'yaw fit')
-    extras = {'rudder_sensor_offset': fit.values['rudder_offset'],
+    extras = {'compass_lag_s': fit.values['compass_lag_s'],
+              'compass_lag_s_std': fit.std['compass_lag_s'],
+              'rudder_sensor_offset': fit.values['rudder_offset'],
               'rudder_sensor_offset_std': fit.std['rudder_offset'],
               'yaw_windows': len(data['heading'])}
     return out, {**p, **extras}
@@ -851,10 +872,15 @@ def _disturbance(tr: Track, p: dict[str, float], roll_offset: float) -> dict[str
 
 def _predict(tr: Track, p: dict[str, float], roll_offset: float, starts: np.ndarray,
              n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The model's free simulation from each start: (what the compass will read, turn
+    rate). The start is the measured heading, which a damped compass reads late."""
     idx = starts[:, None] + np.arange(n + 1)
-    return simulate_yaw(p, tr.heading[starts], tr.rate[starts], tr.rudder[idx],
+    lag = p.get('compass_lag_s', 0.0)
+    r0 = tr.rate[starts]
+    h, r = simulate_yaw(p, tr.heading[starts] + lag * r0, r0, tr.rudder[idx],
                         tr.speed[idx], tr.roll[idx] - roll_offset,
                         downwind_term(tr.awa[idx], tr.aws[idx]))
+    return compass_view(h, r0, lag), r
 
 
 def evaluate(tr: Track, p: dict[str, float], roll_offset: float = 0.0) -> Evaluation:
@@ -1012,9 +1038,12 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
     rates = {key: float(np.median([tr.rates_hz[key] for tr in tracks]))
              for key in tracks[0].rates_hz}
     sensors = replace(SensorConfig(), **{k: round(v, 2) for k, v in rates.items() if v > 0},
-                      gyro_bias_std=min(0.1, float(np.sqrt(np.mean(np.square(biases))))))
+                      gyro_bias_std=min(0.1, float(np.sqrt(np.mean(np.square(biases))))),
+                      compass_lag_s=p['compass_lag_s'],
+                      imu_roll_offset=max(-0.3, min(0.3, roll_offset)))
     instruments = {**rates, 'gyro_bias_z_per_recording': [tr.gyro_bias_z for tr in tracks],
-                   'imu_roll_offset': roll_offset}
+                   'imu_roll_offset': roll_offset, 'compass_lag_s': p['compass_lag_s'],
+                   'compass_lag_s_std': p['compass_lag_s_std']}
 
     say(f'identify: checking on {check.name} ...')
     evaluation = evaluate(check, p, roll_offset)
@@ -1109,7 +1138,10 @@ def report_markdown(ident: Identification, yaml_name: str, png_name: str) -> str
                                                'rudder_hz') if k in inst) + '. Gyro bias (z) '
             'per recording, deg/s: ' + ', '.join(
                 f'{math.degrees(b):.3f}' for b in inst['gyro_bias_z_per_recording'])
-            + ". The other instrument settings are the simulator's defaults.", '']
+            + f'. Compass lag (damping) {inst["compass_lag_s"]:.2f} s +- '
+            f'{inst["compass_lag_s_std"]:.2f}, IMU roll offset '
+            f'{math.degrees(inst["imu_roll_offset"]):.1f} deg (both fitted). The other '
+            "instrument settings are the simulator's defaults.", '']
     return '\n'.join(out)
 
 
