@@ -22,7 +22,7 @@ from pathlib import Path
 import sys
 import time
 
-from autopilot_ros.sim.boats import boats_by_names
+from autopilot_ros.sim.boats import boats_by_names, design_heel_of
 from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training import identify as idm
 from autopilot_ros.training.bags import read_bag
@@ -94,6 +94,7 @@ def bench(boat, minutes: float, bags: Path | None) -> dict:
         'helm': ident.params['weather_helm'].value - tp.weather_helm,
         'slew': ident.params['rudder_slew'].value / tp.rudder_slew - 1.0,
         'length': ident.params['length'].value / tp.length - 1.0,
+        'heel': design_heel_of(ident.spec.params) - design_heel_of(tp),
         **{f'{k}@{h:g}': math.sqrt(sums[h][k] / n) for h in idm.HORIZONS_S
            for k in idm.PREDICTORS},
     }
@@ -112,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         args.bags.mkdir(parents=True, exist_ok=False)
     rows = [bench(boat, args.minutes, args.bags) for boat in boats_by_names(args.boat)]
     print('\nsummary: identified vs true (gain, damping at 3 m/s, slew, length: relative; '
-          'weather helm: difference); heading RMS over all held-out scenarios, deg')
-    print(f'{"boat":<20} {"gain":>6} {"damp3":>6} {"helm":>6} {"slew":>6} {"length":>7} '
+          'weather helm, design heel in deg: difference); heading RMS over all held-out '
+          'scenarios, deg')
+    print(f'{"boat":<20} {"gain":>6} {"damp3":>6} {"helm":>6} {"heel":>6} {"slew":>6} '
+          f'{"length":>7} '
           f'{"10s model/const/keep":>22} {"30s model/const/keep":>22}')
     for r in rows:
         c10 = '/'.join(f'{math.degrees(r[f"{k}@10"]):.1f}' for k in idm.PREDICTORS)
         c30 = '/'.join(f'{math.degrees(r[f"{k}@30"]):.1f}' for k in idm.PREDICTORS)
         print(f'{r["boat"]:<20} {r["gain"]:>+6.0%} {r["damp3"]:>+6.0%} {r["helm"]:>+6.2f} '
+              f'{r["heel"]:>+6.1f} '
               f'{r["slew"]:>+6.0%} {r["length"]:>+7.0%} {c10:>22} {c30:>22}')
     return 0
 

@@ -53,7 +53,9 @@ from autopilot_ros.sim.sensors import SensorConfig
 
 GRID_DT = 0.1  # s: every recording is resampled onto one grid of this step
 YAW_WINDOW_S = 8.0  # output-error windows of the yaw fit
-ROLL_WINDOW_S = 10.0  # ... and of the heel fit
+ROLL_WINDOW_S = 10.0  # ... and of the roll oscillation
+HEEL_AVERAGE_S = 20.0  # the steady heel: signals averaged over this
+MAX_PERIOD_SPREAD = 1.3  # roll periods fitted per recording must agree within this ratio
 MIN_FIT_S = 120.0  # usable seconds the fit needs at the least
 MIN_HOLDOUT_S = 40.0  # ... and the check on a held-out recording (a 30 s horizon and more)
 HORIZONS_S = (10.0, 30.0)  # free-simulation horizons of the check
@@ -713,62 +715,118 @@ def _actuator_residuals(tr: Track, slew: float, delay: int) -> tuple[np.ndarray,
     return np.where(tr.valid, rud - tr.rudder, 0.0), sat[tr.valid]
 
 
+def _static_heel(tracks: Sequence[Track], prior: BoatParams) -> FitResult:
+    """The steady heel: sin(roll) = -g * sail force * side-force coefficient * cos^2(roll),
+    g = heel_gain / w^2 (boat.py), on signals averaged over HEEL_AVERAGE_S, where the roll's
+    own oscillation and the waves' rolling average out; with the IMU's roll offset."""
+    m = int(round(HEEL_AVERAGE_S / GRID_DT))
+    step = int(round(1.0 / GRID_DT))
+    kernel = np.ones(m) / m
+    pieces = []
+    for tr in tracks:
+        if len(tr.t) <= m:
+            continue
+        ok = np.convolve(tr.valid.astype(float), kernel, mode='valid') > 1.0 - 1e-9
+        force = sail_np(tr.aws) * side_force_np(tr.awa)
+        pieces.append((tr.roll, force, ok))
+    block = int(round(60.0))
+
+    def residuals(v: dict[str, float]) -> np.ndarray:
+        out = []
+        for roll, force, ok in pieces:
+            phi = roll - v['roll_offset']
+            lhs = np.convolve(np.sin(phi), kernel, mode='valid')
+            rhs = -v['g'] * np.convolve(force * np.cos(phi) ** 2, kernel, mode='valid')
+            out.append(np.where(ok, lhs - rhs, 0.0)[::step])
+        r = np.concatenate(out) if out else np.zeros(0)
+        return r[:len(r) // block * block] if len(r) >= block else r
+
+    w2 = (2.0 * math.pi / prior.roll_period_s) ** 2
+    g0 = prior.heel_gain / w2
+    free = [_Free('g', True, g0, g0 / 50, g0 * 50), _Free('roll_offset', False, 0.0, -0.2, 0.2)]
+    return _least_squares(free, residuals, cluster=block)
+
+
+def _roll_dynamics(wins: list[tuple[Track, np.ndarray]], n: int, g: float, offset: float,
+                   prior: BoatParams) -> FitResult | None:
+    """Roll period and damping by output error of the roll oscillator over windows."""
+    roll = _stack(wins, n, 'roll')
+    if len(roll) < 5:
+        return None
+    rate = _stack(wins, n, 'roll_rate')
+    force = sail_np(_stack(wins, n, 'aws')) * side_force_np(_stack(wins, n, 'awa'))
+    free = [_Free('roll_period_s', True, prior.roll_period_s, 0.8, 15.0),
+            _Free('roll_damping_ratio', True, prior.roll_damping_ratio, 0.03, 1.5)]
+
+    def residuals(v: dict[str, float]) -> np.ndarray:
+        pred = simulate_roll(g, v['roll_period_s'], v['roll_damping_ratio'], offset,
+                             roll[:, 0], rate[:, 0], force)
+        return (pred - roll)[:, 1:].ravel()
+
+    return _least_squares(free, residuals, cluster=n, reweight=3)
+
+
 def _fit_heel(tracks: Sequence[Track], prior: BoatParams, warnings: list[str]
               ) -> tuple[dict[str, ParamResult], float]:
-    """Heel gain, roll period and damping (and the IMU's roll offset) by output error of the
-    roll oscillator over windows, driven by the measured apparent wind."""
+    """Heel: the steady heel per unit of sail force (and the IMU's roll offset) from averaged
+    signals (_static_heel), then roll period and damping by output error of the roll
+    oscillator over windows, driven by the measured apparent wind."""
     if not all(tr.roll_known for tr in tracks):
         warnings.append('the IMU gives no roll: heel gain, roll period and damping and weather '
                         'helm assumed')
         return {}, 0.0
-    n = int(round(ROLL_WINDOW_S / GRID_DT))
-    wins = _windows(tracks, ROLL_WINDOW_S)
-    roll = _stack(wins, n, 'roll')
-    if len(roll) < 5:
-        warnings.append('too few stretches of steady recording for the heel fit: heel '
-                        'assumed')
-        return {}, 0.0
-    rate = _stack(wins, n, 'roll_rate')
-    force = sail_np(_stack(wins, n, 'aws')) * side_force_np(_stack(wins, n, 'awa'))
     all_roll = np.concatenate([tr.roll[tr.valid] for tr in tracks])
     roll_std = float(np.std(all_roll))
-    w2 = (2.0 * math.pi / prior.roll_period_s) ** 2
-    g0 = prior.heel_gain / w2
-    free = [_Free('g', True, g0, g0 / 20, g0 * 20),
-            _Free('roll_period_s', True, prior.roll_period_s, 0.8, 15.0),
-            _Free('roll_damping_ratio', True, prior.roll_damping_ratio, 0.03, 1.5),
-            _Free('roll_offset', False, 0.0, -0.2, 0.2)]
-
-    def residuals(v: dict[str, float]) -> np.ndarray:
-        pred = simulate_roll(v['g'], v['roll_period_s'], v['roll_damping_ratio'],
-                             v['roll_offset'], roll[:, 0], rate[:, 0], force)
-        return (pred - roll)[:, 1:].ravel()
-
-    fit = _least_squares(free, residuals, cluster=n, reweight=3)
-    v, s = fit.values, fit.std
-    period = v['roll_period_s']
-    w2 = (2.0 * math.pi / period) ** 2
-    out: dict[str, ParamResult] = {}
-    heel_varied = roll_std >= MIN_ROLL_STD
-    if not heel_varied:
+    if roll_std < MIN_ROLL_STD:
         warnings.append(f'no heel variation (roll std {math.degrees(roll_std):.1f} deg, needs '
                         f'{math.degrees(MIN_ROLL_STD):.1f}): heel gain and weather helm '
                         'assumed')
-    rel_g = s['g'] / v['g']
-    rel_p = s['roll_period_s'] / period
-    if heel_varied and rel_g <= REL_STD_WARN:
-        hg = v['g'] * w2
-        rel = math.hypot(rel_g, 2 * rel_p)
-        out['heel_gain'] = ParamResult('heel_gain', hg, hg * rel, True,
-                                       'heel fit: roll against the apparent wind')
-    for name, how in (('roll_period_s', 'heel fit: roll oscillation'),
-                      ('roll_damping_ratio', 'heel fit: roll oscillation')):
-        rel = s[name] / v[name]
-        if rel <= REL_STD_WARN:
-            out[name] = ParamResult(name, v[name], s[name], True, how)
-        else:
-            warnings.append(f'{name} not identified (relative std {rel:.0%}): assumed')
-    return out, v['roll_offset'] if heel_varied else 0.0
+        return {}, 0.0
+    static = _static_heel(tracks, prior)
+    g, offset = static.values['g'], static.values['roll_offset']
+    rel_g = static.std['g'] / g
+    n = int(round(ROLL_WINDOW_S / GRID_DT))
+    wins = _windows(tracks, ROLL_WINDOW_S)
+    out: dict[str, ParamResult] = {}
+    period, rel_p = prior.roll_period_s, 0.0
+    whole = _roll_dynamics(wins, n, g, offset, prior)
+    # The roll period is the boat's only if every sea state agrees on it: waves roll a boat
+    # at their own encounter period, and a fit to one sea state finds that one.
+    parts = [w for w in wins if len(w[1]) >= 5]
+    if len(parts) < 2 and parts:  # one recording: its halves
+        tr, starts = parts[0]
+        parts = [(tr, starts[:len(starts) // 2]), (tr, starts[len(starts) // 2:])]
+    periods = [f.values['roll_period_s'] for f in
+               (_roll_dynamics([w], n, g, offset, prior) for w in parts) if f is not None]
+    spread = max(periods) / min(periods) if len(periods) >= 2 else math.inf
+    if whole is None:
+        warnings.append('too few stretches of steady recording for the roll period and '
+                        'damping: assumed')
+    elif spread > MAX_PERIOD_SPREAD:
+        warnings.append(
+            f'the roll period differs from recording to recording ({min(periods):.1f}-'
+            f'{max(periods):.1f} s): the waves, not the boat, set the rolling; roll period and '
+            'damping assumed (the steady heel is identified)')
+    else:
+        v, sd = whole.values, whole.std
+        for name in ('roll_period_s', 'roll_damping_ratio'):
+            rel = sd[name] / v[name]
+            if rel <= REL_STD_WARN:
+                out[name] = ParamResult(name, v[name], sd[name], True,
+                                        'heel fit: the roll oscillation against the wind')
+            else:
+                warnings.append(f'{name} not identified (relative std {rel:.0%}): assumed')
+        if 'roll_period_s' in out:
+            period, rel_p = v['roll_period_s'], sd['roll_period_s'] / v['roll_period_s']
+    if rel_g <= REL_STD_WARN:
+        hg = g * (2.0 * math.pi / period) ** 2
+        how = ('heel fit: the steady heel against the apparent wind'
+               + ('' if 'roll_period_s' in out else ', with the assumed roll period'))
+        out['heel_gain'] = ParamResult('heel_gain', hg, hg * math.hypot(rel_g, 2 * rel_p), True,
+                                       how)
+    else:
+        warnings.append(f'heel_gain not identified (relative std {rel_g:.0%}): assumed')
+    return out, offset
 
 
 def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
