@@ -1060,6 +1060,17 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
     heel_ok = all(tr.roll_known for tr in fit_tracks) and float(np.std(np.concatenate(
         [tr.roll[tr.valid] for tr in fit_tracks]))) >= MIN_ROLL_STD
     yaw, p = _fit_yaw(fit_tracks, heel_prior, roll_offset, lag_ok, heel_ok, warnings)
+    split_rel = [yaw[k].std / yaw[k].value for k in ('yaw_damping_base', 'yaw_damping_per_speed')
+                 if k in yaw and yaw[k].value > 0]
+    if lag_ok and max(split_rel, default=0.0) > REL_STD_WARN:
+        # The speeds varied, but not enough to tell the two apart: fit their sum at the
+        # recorded speeds (one scale on the size-scaled pair) rather than report a split
+        # that is noise.
+        warnings.append(
+            f'yaw damping base and per speed not separable in these recordings (relative std '
+            f'{max(split_rel):.0%}): fitted together, their size-scaled ratio assumed; more '
+            'speeds (light and strong wind) would separate them')
+        yaw, p = _fit_yaw(fit_tracks, heel_prior, roll_offset, False, heel_ok, [])
     results.update(yaw)
 
     for key, pr in results.items():
@@ -1222,6 +1233,9 @@ def plot(ident: Identification, path: str | Path) -> Path:
             ax.plot(t, np.degrees(tr[key]), label=f'{key} (free, {HORIZONS_S[-1]:g} s)',
                     **style)
         ax2.plot(t, tr['rudder'], color='tab:red', lw=0.8)
+        low, high = np.degrees(np.nanmin(tr['heading'])), np.degrees(np.nanmax(tr['heading']))
+        margin = max(10.0, 0.25 * (high - low))
+        ax.set_ylim(low - margin, high + margin)  # a naive predictor may leave the plot
     ax.set_ylabel('heading, deg (unwrapped)')
     ax.set_title(f'{ident.spec.name}: held-out {ev.recording if ev else ""}')
     ax.legend(loc='best', fontsize=8)
