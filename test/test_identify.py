@@ -172,3 +172,16 @@ def test_gyro_bias_is_the_gyro_against_the_compass():
     Rec.samples = samples
     tr = idm.track_of(Rec())
     assert tr.gyro_bias_z == pytest.approx(loop.sim.sensors.gyro_bias[2], abs=2e-4)
+
+
+def test_without_a_recorded_command_the_slew_is_assumed_and_said(tmp_path: Path, capsys):
+    """A bag of someone steering by hand with a plain recorder: no rudder_command, no status."""
+    bag = _bag_without(tmp_path / 'bag', 'calm_compass', 6, drop='autopilot/status')
+    code = main(['identify', '--bags', str(bag), '--out', str(tmp_path / 'boat.yaml')])
+    assert code == 0
+    assert 'not identified: no rudder command recorded' in capsys.readouterr().err
+    import yaml
+
+    block = yaml.safe_load((tmp_path / 'boat.yaml').read_text())['identified']
+    assert not block['params']['rudder_slew']['identified']
+    assert any(w.startswith('no rudder command recorded') for w in block['warnings'])
