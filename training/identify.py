@@ -832,7 +832,8 @@ def _fit_heel(tracks: Sequence[Track], prior: BoatParams, warnings: list[str]
 
 
 def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
-             split_damping: bool, heel_ok: bool, warnings: list[str]
+             split_damping: bool, heel_ok: bool, warnings: list[str],
+             say: Callable[[str], None] | None = None
              ) -> tuple[dict[str, ParamResult], dict[str, float]]:
     """The yaw model of Boat.step by output error over windows (see the module docstring)."""
     n = int(round(YAW_WINDOW_S / GRID_DT))
@@ -896,7 +897,9 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     # of the window RMS (the calm windows the weights are built around), which no start's
     # weights decide; on light_racer the median picked a rudder gain 37 % low, this 1 %.
     best = None
-    for gain_x, damp_x in MULTI_START:
+    for i, (gain_x, damp_x) in enumerate(MULTI_START):
+        if say is not None:
+            say(f'  yaw fit, start {i + 1}/{len(MULTI_START)} ({len(data["heading"])} windows)')
         starts = [replace(f, start=f.start * (gain_x if f.name == 'rudder_gain' else damp_x
                                               if 'damping' in f.name else 1.0))
                   for f in free]
@@ -1075,7 +1078,7 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
     say('identify: yaw (rudder gain, yaw damping, weather and downwind helm) ...')
     heel_ok = all(tr.roll_known for tr in fit_tracks) and float(np.std(np.concatenate(
         [tr.roll[tr.valid] for tr in fit_tracks]))) >= MIN_ROLL_STD
-    yaw, p = _fit_yaw(fit_tracks, heel_prior, roll_offset, lag_ok, heel_ok, warnings)
+    yaw, p = _fit_yaw(fit_tracks, heel_prior, roll_offset, lag_ok, heel_ok, warnings, say)
     split_rel = [yaw[k].std / yaw[k].value for k in ('yaw_damping_base', 'yaw_damping_per_speed')
                  if k in yaw and yaw[k].value > 0]
     if lag_ok and max(split_rel, default=0.0) > REL_STD_WARN:
@@ -1086,7 +1089,8 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
             f'yaw damping base and per speed not separable in these recordings (relative std '
             f'{max(split_rel):.0%}): fitted together, their size-scaled ratio assumed; more '
             'speeds (light and strong wind) would separate them')
-        yaw, p = _fit_yaw(fit_tracks, heel_prior, roll_offset, False, heel_ok, [])
+        say('identify: yaw again, the two dampings together ...')
+        yaw, p = _fit_yaw(fit_tracks, heel_prior, roll_offset, False, heel_ok, [], say)
     results.update(yaw)
 
     for key, pr in results.items():
