@@ -140,6 +140,7 @@ def test_pure_modules_import_without_rclpy():
         'import autopilot_ros.inputs, autopilot_ros.status, autopilot_ros.sim.loop\n'
         'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
         'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'
+        'import autopilot_ros.training.identify\n'
         'print("ok")\n')
     # -P: the installed package, not the source tree in the current directory.
     out = subprocess.run([sys.executable, '-P', '-c', code], capture_output=True, text=True,
