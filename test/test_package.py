@@ -63,8 +63,9 @@ def test_the_shipped_model_loads_carries_its_envelope_and_beats_pd_on_a_held_out
     """Every check the node makes, then what its card claims, measured in this run (the
     card's table is not read back, so a model swapped under it would fail): better than the
     former PD pilot on the reference yacht in every scenario, and, with its guards, better
-    than the PD pilot on held-out boats it never saw, over their six scenarios. It carries the training envelope the
-    guards judge it by. It is an option, not the default, and its card says so and why."""
+    than the PD pilot on held-out boats it never saw, over their six scenarios. It carries
+    the training envelope the guards judge it by. It is an option, not the default, and its
+    card says so and why."""
     import numpy as np
 
     from autopilot_ros.guards import ENVELOPE_KEY

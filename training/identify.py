@@ -1014,6 +1014,23 @@ def _rms(x: np.ndarray) -> float:
 # --------------------------------------------------------------------------- identify
 
 
+def identifiable(recordings: Sequence[Any]) -> str:
+    """'' when the recordings hold what `identify` needs (every input, enough seconds), else
+    why not, in one line. Cheap (no fit): training asks it to suggest identifying the boat."""
+    try:
+        tracks = [track_of(r) for r in recordings]
+        if not tracks:
+            return 'no recordings'
+        fit, check = split_holdout(tracks, None)
+    except IdentifyError as exc:
+        return str(exc)
+    fit_s = sum(tr.seconds for tr in fit)
+    if fit_s < MIN_FIT_S or check.seconds < MIN_HOLDOUT_S:
+        return (f'{fit_s:.0f} s to fit and {check.seconds:.0f} s to check; identification '
+                f'needs {MIN_FIT_S:.0f} s and {MIN_HOLDOUT_S:.0f} s')
+    return ''
+
+
 def split_holdout(tracks: list[Track], holdout: Track | None) -> tuple[list[Track], Track]:
     """The tracks to fit and the one to check on (see `identify`)."""
     if holdout is not None:
