@@ -49,7 +49,7 @@ setup(
     extras_require={
         'rpi': ['numpy', 'onnxruntime', 'sdnotify'],
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
-                  'pyyaml'],
+                  'pyyaml', 'scipy'],
         # The instrument bridges' parsers and transports (instruments_node needs ROS).
         'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000', 'websockets>=15'],
         'helm': ['aiohttp'],
