@@ -63,13 +63,14 @@ for _name, (_low, _high, _) in SEARCH_SPACE.items():
 TRAVEL_WEIGHT = 0.5  # w: halving the error by doubling the travel is not better
 LOST_DEG = 60.0  # a worst heading error past this (after the transient): the boat is lost
 LOST_PENALTY = 10.0  # P, per lost run, times its worst error / LOST_DEG
-# Simulator seeds the search sails by default: apart from the evaluation seeds (0..99,
-# autopilot-eval and the closed-loop verdict) and the demonstrations' (1000 on), so gains
-# tuned on a boat are never judged on the weather they were tuned in.
-TUNE_SEED_BASE = 500
+# Simulator seeds the search sails by default: apart from evaluation (0..99: autopilot-eval
+# and the closed-loop verdict), model selection (500..), demonstrations (1000..) and DAgger
+# (2000..), so gains tuned on a boat are never judged on the weather they were tuned in.
+TUNE_SEED_BASE = 300
 DEFAULT_TRIALS = 128
 DEFAULT_SEEDS = 2
 POPULATION = 16  # candidates per generation of differential evolution, at most
+LOCAL_SPAN = 0.3  # the first generation's near half: this share of each gain's search range
 MIN_POPULATION = 5  # differential evolution needs this many (best1bin: best + 2 others + 2)
 SIGNIFICANT = 4  # digits the tuned gains keep: what is printed is what was measured
 # Floors of the default's RMS (deg) and travel (per minute) the ratios divide by.
@@ -236,16 +237,25 @@ def population_size(trials: int) -> int:
 
 
 def initial_population(start: PIDGains, size: int, seed: int) -> np.ndarray:
-    """`start` and size - 1 Latin-hypercube points spread over the search space (seeded)."""
+    """`start`, then half the rest around it and half over the whole space (Latin hypercubes,
+    seeded): near the start the boat is sailed already, so the first generations refine
+    what works, while the far half keeps the search from settling on the start's hill."""
     from scipy.stats import qmc
 
     bounds = np.array(search_bounds())
-    points = np.zeros((0, len(bounds)))
-    if size > 1:
-        sample = qmc.LatinHypercube(d=len(bounds), rng=np.random.default_rng(seed)).random(
-            size - 1)
-        points = qmc.scale(sample, bounds[:, 0], bounds[:, 1])
-    return np.vstack([gains_to_vector(clamp_to_space(start)), points])
+    x0 = gains_to_vector(clamp_to_space(start))
+    rng = np.random.default_rng(seed)
+    near = (size - 1) // 2
+    far = size - 1 - near
+    rows = [x0[None, :]]
+    if near:
+        half = LOCAL_SPAN * (bounds[:, 1] - bounds[:, 0]) / 2.0
+        lo, hi = np.maximum(bounds[:, 0], x0 - half), np.minimum(bounds[:, 1], x0 + half)
+        rows.append(qmc.scale(qmc.LatinHypercube(d=len(bounds), rng=rng).random(near), lo, hi))
+    if far:
+        rows.append(qmc.scale(qmc.LatinHypercube(d=len(bounds), rng=rng).random(far),
+                              bounds[:, 0], bounds[:, 1]))
+    return np.vstack(rows)
 
 
 def tune_pid(boat: BoatSpec, trials: int = DEFAULT_TRIALS, seeds: Sequence[int] | None = None,
@@ -403,7 +413,7 @@ def write_params(result: TuneResult, path: str, command: str = '') -> str:
     return path
 
 
-def _gain_text(g: PIDGains) -> str:
+def gains_text(g: PIDGains) -> str:
     return ' '.join(f'{n} {getattr(g, n):g}' for n in SEARCH_SPACE)
 
 
@@ -434,8 +444,8 @@ def comparison_table(result: TuneResult) -> str:
                      + ' '.join(f'{v:7.2f}' for v in row[4:]) + f' {lost:>7s}')
         rows.append(row)
     lines.append('')
-    lines.append(f'before: {_gain_text(result.start)}')
-    lines.append(f'after:  {_gain_text(result.gains)}')
+    lines.append(f'before: {gains_text(result.start)}')
+    lines.append(f'after:  {gains_text(result.gains)}')
     lines.append(f'objective (1 = default PID, lower is better): tuning seeds '
                  f'{result.objective_before:.3f} -> {result.objective_after:.3f}'
                  + (f'; check seeds {result.check_before:.3f} -> {result.check_after:.3f}'
