@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.trials, args.seeds = 16, 1
 
-    print('search speed (reference yacht, 16 candidates, 2 seeds, 6 scenarios):')
+    print('search speed (reference yacht, a 16-trial search, 2 seeds, 6 scenarios; '
+          'wall time, the default gains and pool start included):')
     print(f"{'workers':>8s} {'evaluations/s':>14s} {'runs/s':>8s}")
     for workers in sorted({1, args.workers}):
         evals, runs = _rate(workers, 16)

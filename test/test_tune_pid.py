@@ -133,6 +133,23 @@ def test_the_tuned_gains_never_lose_to_the_start_on_the_tuning_seeds():
         tp.tune_pid(REFERENCE, trials=0)
 
 
+def test_gains_tuned_elsewhere_are_sailed_on_a_boat_as_the_search_sails_them(tuned_from_bad):
+    """The study's route: gains tuned on a twin, judged on the true boat."""
+    from autopilot_ros.pilot import PilotConfig
+    from autopilot_ros.sim.evaluate import run_episode
+    scenarios = short('beam_reach', seconds=40.0)
+    boat = HELD_OUT['tender_weather_helm']
+    default, tuned = tp.evaluate_gains(boat, [PIDGains(), tuned_from_bad.gains], [0, 1],
+                                       scenarios=scenarios)
+    direct = run_episode('pid', scenarios[0], 1, boat=boat,
+                         config=PilotConfig(pid=tuned_from_bad.gains))
+    assert [r.seed for r in tuned] == [0, 1] and tuned[1].rms_deg == direct.rms_deg
+    assert tp.objective(default, default) == 1.0
+    assert tp.objective(tuned, default) < 1.0  # the integral limit holds the weather helm
+    with pytest.raises(ValueError, match='kp'):
+        tp.evaluate_gains(boat, [PIDGains(kp=-1.0)], [0], scenarios=scenarios)
+
+
 # -- the params file in the real node -----------------------------------------------------------
 def test_the_params_file_is_one_the_node_accepts(tuned_from_bad, tmp_path):
     path = tp.write_params(tuned_from_bad, str(tmp_path / 'sub' / 'pid.yaml'), 'cmd')
@@ -184,6 +201,27 @@ def test_the_written_params_file_loads_in_the_installed_node(tuned_from_bad, tmp
         proc.wait(timeout=15)
 
 
+def test_the_search_starts_from_a_params_file(tuned_from_bad, tmp_path):
+    shipped = pathlib.Path(__file__).resolve().parents[1] / 'config' / 'autopilot.yaml'
+    assert tp.load_start(str(shipped)) == PIDGains()  # the node's own file: its defaults
+    written = tp.write_params(tuned_from_bad, str(tmp_path / 'pid.yaml'))
+    assert tp.load_start(written) == tuned_from_bad.gains
+    flat = tmp_path / 'flat.yaml'
+    flat.write_text('autopilot:\n  ros__parameters:\n    pid.kp: 3\n    mode: compass\n')
+    assert tp.load_start(str(flat)) == PIDGains(kp=3.0)  # dotted names, an integer
+    for text, words in (('a: [1\n', 'not YAML'),
+                        ('autopilot:\n  ros__parameters:\n    mode: compass\n', 'no pid.*'),
+                        ('n:\n  ros__parameters:\n    pid:\n      kq: 1.0\n', 'kq'),
+                        ('n:\n  ros__parameters:\n    pid:\n      kp: fast\n', 'not a number'),
+                        ('n:\n  ros__parameters:\n    pid:\n      kp: 30.0\n', 'pid.kp 30')):
+        bad = tmp_path / 'bad.yaml'
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=words):
+            tp.load_start(str(bad))
+    with pytest.raises(ValueError, match='cannot read'):
+        tp.load_start(str(tmp_path / 'missing.yaml'))
+
+
 # -- the command line ---------------------------------------------------------------------------
 @pytest.mark.parametrize('args, words', [
     (['--boat', 'nowhere/boat.yaml'], 'boat.yaml'),
@@ -191,6 +229,7 @@ def test_the_written_params_file_loads_in_the_installed_node(tuned_from_bad, tmp
     (['--boat', 'reference', '--trials', '0'], '--trials'),
     (['--boat', 'reference', '--seeds', '0'], '--seeds'),
     (['--boat', 'reference', '--duration', '10'], '--duration'),
+    (['--boat', 'reference', '--start', 'nowhere.yaml'], 'cannot read params file'),
 ])
 def test_bad_input_is_one_message_and_exit_2(args, words, capsys, tmp_path):
     assert cli_main(['tune-pid', *args, '--plot', str(tmp_path / 'p.png')]) == 2
@@ -222,11 +261,18 @@ def test_the_command_tunes_on_a_boat_file_and_prints_and_writes_the_params(capsy
     out_file, plot = tmp_path / 'pid.yaml', tmp_path / 'tune.png'
     assert cli_main(['tune-pid', '--boat', str(boat_file), '--trials', '5', '--seeds', '1',
                      '--check-seeds', '1', '--scenarios', 'calm_compass', '--duration', '40',
-                     '--workers', '1', '--out', str(out_file), '--plot', str(plot)]) == 0
+                     '--workers', '1', '--out', str(out_file), '--plot', str(plot),
+                     '--start', str(pathlib.Path(__file__).resolve().parents[1] / 'config' /
+                                    'autopilot.yaml')]) == 0
     printed = capsys.readouterr()
     assert 'calm_compass' in printed.out and 'RMS deg' in printed.out
-    block = printed.out[printed.out.index('# PID gains'):printed.out.index('\nwritten:')]
+    block = printed.out[printed.out.index('# PID gains'):
+                        printed.out.index('\n# on a running pilot')]
     assert yaml.safe_load(block) == yaml.safe_load(out_file.read_text())
+    gains = yaml.safe_load(block)['/**/autopilot']['ros__parameters']['pid']
+    for name in tp.SEARCH_SPACE:
+        assert f'ros2 param set /autopilot pid.{name} {tp._yaml_float(gains[name])}\n' in \
+            printed.out
     assert f'autopilot-train tune-pid --boat {boat_file}' in out_file.read_text()
     assert "on boat 'tender_weather_helm'" in out_file.read_text()
     assert plot.stat().st_size > 10_000

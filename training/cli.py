@@ -205,6 +205,9 @@ def _tune_pid_parser() -> argparse.ArgumentParser:
     p.add_argument('--scenarios', nargs='+', choices=list(SCENARIOS), default=list(SCENARIOS))
     p.add_argument('--duration', type=float, default=None, metavar='S',
                    help='cut every scenario to this many seconds (quick looks; at least 30)')
+    p.add_argument('--start', metavar='PARAMS',
+                   help="start from the pid.* gains of this params file (the boat's own "
+                        "autopilot.yaml, an earlier tune-pid output); default: the node's")
     p.add_argument('--out', metavar='pid.yaml', help='write the params file here')
     p.add_argument('--plot', default='out/tune_pid.png', metavar='PNG',
                    help='search and before/after per scenario')
@@ -232,8 +235,9 @@ def tune_pid(argv: list[str]) -> int:
         if not os.access(folder, os.W_OK):
             return _fail(f'cannot write --out {args.out}: {folder} is not writable')
     try:
-        boat = boat_by_name(args.boat)
-    except ValueError as exc:  # an unknown name, or a boat file that is missing or wrong
+        boat = boat_by_name(args.boat)  # an unknown name, or a boat file missing or wrong
+        start = tp.load_start(args.start) if args.start else None
+    except ValueError as exc:
         return _fail(str(exc))
     scenarios = [SCENARIOS[s] if args.duration is None else
                  replace(SCENARIOS[s], duration_s=min(SCENARIOS[s].duration_s, args.duration))
@@ -246,13 +250,14 @@ def tune_pid(argv: list[str]) -> int:
         progress.bar('tune-pid', done, total)
     result = tp.tune_pid(
         boat, args.trials, list(range(tp.TUNE_SEED_BASE, tp.TUNE_SEED_BASE + args.seeds)),
-        args.workers, report, scenarios=scenarios,
+        args.workers, report, start=start, scenarios=scenarios,
         check_seeds=list(range(args.check_seeds)), optimiser_seed=args.seed)
     command = 'autopilot-train tune-pid ' + shlex.join(argv)
     print(tp.comparison_table(result))
     print(f'\n{result.evaluations} candidates, {result.runs} closed-loop runs in '
           f'{result.seconds / 60.0:.1f} min\n')
     print(tp.params_yaml(result, command), end='')
+    print('\n# on a running pilot:\n' + '\n'.join(tp.param_set_commands(result.gains)))
     try:
         if args.out:
             print(f'\nwritten: {tp.write_params(result, args.out, command)}')

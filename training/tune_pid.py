@@ -231,6 +231,23 @@ class _Runner:
             self.progress(min(self.done, self.total), self.total, text)
 
 
+def evaluate_gains(boat: BoatSpec, gain_sets: Sequence[PIDGains], seeds: Sequence[int],
+                   workers: int = 1, scenarios: Sequence[Scenario] | None = None,
+                   progress: ProgressFn | None = None) -> list[list[RunResult]]:
+    """Per gain set, its closed-loop runs on `boat` (scenario-major, then seed).
+
+    For comparing gains found elsewhere on this boat (gains tuned on a twin, sailed on the
+    true boat): `objective(runs[i], runs[j])` scores set i against set j as the yardstick.
+    """
+    scenarios = list(SCENARIOS.values()) if scenarios is None else list(scenarios)
+    for g in gain_sets:
+        g.validate()
+    with process_pool(workers) as pool:
+        runner = _Runner(boat, scenarios, workers,
+                         len(gain_sets) * len(scenarios) * len(seeds), progress, pool)
+        return runner.sail(list(gain_sets), list(seeds))
+
+
 def population_size(trials: int) -> int:
     """Candidates per generation: POPULATION, fewer for a small budget (at least 5)."""
     return max(MIN_POPULATION, min(POPULATION, trials // 4))
@@ -367,6 +384,46 @@ def tune_pid(boat: BoatSpec, trials: int = DEFAULT_TRIALS, seeds: Sequence[int] 
             history=history, scores_after=scenario_scores(cache[best], reference))
 
 
+def load_start(path: str) -> PIDGains:
+    """The PID gains in a node params file (config/autopilot.yaml, the boat's own, a tune-pid
+    output), to start the search from what the boat runs now; parameters it does not set keep
+    their defaults. ValueError with one message naming what is wrong."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise ValueError(f'cannot read params file {path}: {exc.strerror}') from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f'{path} is not YAML: {" ".join(str(exc).split())}') from None
+    found: dict = {}
+    for body in (doc.values() if isinstance(doc, dict) else ()):
+        params = body.get('ros__parameters') if isinstance(body, dict) else None
+        if isinstance(params, dict):
+            nested = params.get('pid')
+            found = {**(nested if isinstance(nested, dict) else {}),
+                     **{k[4:]: v for k, v in params.items() if k.startswith('pid.')}}
+            if found:
+                break
+    if not found:
+        raise ValueError(f'{path}: no pid.* parameters (a params file: <node>: '
+                         'ros__parameters: pid: kp: ...)')
+    unknown = sorted(set(found) - set(GAIN_RANGES))
+    if unknown:
+        raise ValueError(f'{path}: unknown PID parameter(s) {", ".join(unknown)}; the PID '
+                         f'has {", ".join(GAIN_RANGES)}')
+    for name, value in found.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f'{path}: pid.{name} {value!r} is not a number')
+    gains = replace(PIDGains(), **{k: float(v) for k, v in found.items()})
+    try:
+        gains.validate()
+    except ValueError as exc:
+        raise ValueError(f'{path}: {exc}') from None
+    return gains
+
+
 # -- output ---------------------------------------------------------------------------------
 def _yaml_float(value: float) -> str:
     """A float ROS reads back as a double: always with a point, never 1e-05 (a string to
@@ -391,11 +448,17 @@ def params_yaml(result: TuneResult, command: str = '') -> str:
         lines.append(f'# {command}')
     lines += ['# Use: ros2 run autopilot_ros autopilot_node --ros-args --params-file '
               '<your autopilot.yaml> --params-file <this file>',
-              '# or, on a running node: ros2 param load /autopilot <this file>',
+              '# or, on a running node, the `ros2 param set` lines tune-pid printed',
               '/**/autopilot:', '  ros__parameters:', '    pid:']
     for f in fields(PIDGains):
         lines.append(f'      {f.name}: {_yaml_float(getattr(result.gains, f.name))}')
     return '\n'.join(lines) + '\n'
+
+
+def param_set_commands(gains: PIDGains, node: str = '/autopilot') -> list[str]:
+    """The searched gains as `ros2 param set` lines, for a pilot already running."""
+    return [f'ros2 param set {node} pid.{n} {_yaml_float(getattr(gains, n))}'
+            for n in SEARCH_SPACE]
 
 
 def write_params(result: TuneResult, path: str, command: str = '') -> str:
@@ -469,6 +532,7 @@ def plot_result(result: TuneResult, path: str) -> str:
     ax.plot(range(1, len(result.history) + 1), result.history, 'o-')
     ax.axhline(1.0, color='k', ls='--', lw=1, label='default PID')
     ax.axhline(result.objective_before, color='tab:red', ls=':', lw=1, label='start')
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel('generation')
     ax.set_ylabel('best objective J (tuning seeds)')
     ax.set_title(f'{result.boat}: search')
@@ -481,7 +545,8 @@ def plot_result(result: TuneResult, path: str) -> str:
         ax.set_xticks(x, names, rotation=30, ha='right', fontsize=8)
         ax.set_ylabel(label)
         ax.legend()
-    axes[1].set_title('seeds ' + ', '.join(str(s) for s in result.table_seeds))
+    which = 'check' if math.isfinite(result.check_after) else 'tuning'
+    axes[1].set_title(f'{which} seeds ' + ', '.join(str(s) for s in result.table_seeds))
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
