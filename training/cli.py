@@ -248,10 +248,14 @@ def tune_pid(argv: list[str]) -> int:
         if note:
             progress.line(note)
         progress.bar('tune-pid', done, total)
-    result = tp.tune_pid(
-        boat, args.trials, list(range(tp.TUNE_SEED_BASE, tp.TUNE_SEED_BASE + args.seeds)),
-        args.workers, report, start=start, scenarios=scenarios,
-        check_seeds=list(range(args.check_seeds)), optimiser_seed=args.seed)
+    try:
+        result = tp.tune_pid(
+            boat, args.trials, list(range(tp.TUNE_SEED_BASE, tp.TUNE_SEED_BASE + args.seeds)),
+            args.workers, report, start=start, scenarios=scenarios,
+            check_seeds=list(range(args.check_seeds)), optimiser_seed=args.seed)
+    except KeyboardInterrupt:
+        progress.line('')
+        return _fail('interrupted: nothing written')
     command = 'autopilot-train tune-pid ' + shlex.join(argv)
     print(tp.comparison_table(result))
     print(f'\n{result.evaluations} candidates, {result.runs} closed-loop runs in '

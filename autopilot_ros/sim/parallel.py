@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import signal
 from typing import TypeVar
 
 Job = TypeVar('Job')
@@ -48,16 +49,30 @@ def process_map(fn: Callable[[Job], Result], jobs: Iterable[Job],
 
 @contextlib.contextmanager
 def process_pool(workers: int) -> Iterator[concurrent.futures.Executor | None]:
-    """A pool of `workers` processes for many `process_map` calls (None for one worker)."""
+    """A pool of `workers` processes for many `process_map` calls (None for one worker).
+
+    Ctrl-C is the caller's alone: the workers ignore it, and on the way out the jobs not
+    started are dropped, so an interrupted search stops within a run, with one message.
+    """
     if workers <= 1:
         yield None
         return
-    with _spawn_pool(workers) as pool:
+    pool = _spawn_pool(workers, initializer=_ignore_sigint)
+    try:
         yield pool
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
-def _spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _spawn_pool(workers: int, initializer: Callable[[], None] | None = None
+                ) -> concurrent.futures.ProcessPoolExecutor:
     # spawn, not fork: the caller may hold ONNX Runtime or PyTorch thread pools, which a
     # forked child inherits in an undefined state.
     return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context('spawn'))
+        workers, mp_context=multiprocessing.get_context('spawn'), initializer=initializer)
