@@ -29,9 +29,9 @@ better. Per scenario, so calm water counts as much as a gale. L_s is the mean ov
 seeds of max_error / 60 deg for every run whose worst heading error (after the transient)
 passes 60 deg, 0 for the others: the boat has broached, gybed or tacked and is no longer
 steered; P = 10 puts any such run far above every run that keeps the boat, and the worst
-error in it still tells a bad loss from a worse one. Every candidate sails the same scenarios and seeds
-(common random numbers: the same gusts and waves), so J is deterministic and differences
-between candidates are the gains', not the weather's.
+error in it still tells a bad loss from a worse one. Every candidate sails the same
+scenarios and seeds (common random numbers: the same gusts and waves), so J is
+deterministic and differences between candidates are the gains', not the weather's.
 """
 
 from __future__ import annotations
