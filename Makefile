@@ -161,12 +161,15 @@ bench: setup signalk-server
 TRAIN := $(ROS_ENV) python -P -m autopilot_ros.training.cli
 DEMOS := data/demos-family
 MODEL_NOTE := Trained in the simulator only, from its expert helmsman, on the reference yacht and on boats drawn from the boat family (6-18 m, rudder, helm, heel and instruments varied; sim/boats.py), never on the held-out boats that judge it. A real boat steers differently: with `hand_steering` on, steer by hand, record, and train a model of your own (README, Recording and training); the safety layer, the guards and the PID fallback hold whatever model runs. From scratch: `make model` in the repository records the bags first (`autopilot-train simulate --out $(DEMOS)/reference --seeds 2` and `autopilot-train simulate --out $(DEMOS)/family --seeds 8 --boats family`, the expert at imperfection 0.3), then runs the command above.
-MODEL_ARGS := --epochs 12 --patience 3 --dagger 5 --dagger-seeds 3 --dagger-epochs 4 \
-	--sim-boats family --verdict-boats reference held_out --eval-seeds 2
+MODEL_ARGS := --epochs 6 --patience 3 --dagger 3 --dagger-seeds 3 --dagger-epochs 2 \
+	--dagger-window-cap 120000 --sim-boats family --verdict-boats reference held_out --eval-seeds 2
 model: setup
-	test -d $(DEMOS)/reference || { $(TRAIN) simulate --out $(DEMOS)/reference --seeds 2; }
-	test -d $(DEMOS)/family || { $(TRAIN) simulate --out $(DEMOS)/family --seeds 8 --boats family; }
-	$(TRAIN) --bags $(DEMOS) --out models/autopilot $(MODEL_ARGS) --card-note '$(MODEL_NOTE)'
+	@set -e; start=$$(date +%s); \
+	if [ ! -d $(DEMOS)/reference ]; then $(TRAIN) simulate --out $(DEMOS)/reference --seeds 2; fi; \
+	if [ ! -d $(DEMOS)/family ]; then \
+		$(TRAIN) simulate --out $(DEMOS)/family --seeds 8 --boats family; fi; \
+	$(TRAIN) --bags $(DEMOS) --out models/autopilot $(MODEL_ARGS) --card-note '$(MODEL_NOTE)'; \
+	echo "make model: $$(( $$(date +%s) - start )) s (bags, training and verdict)"
 
 $(LINT_STAMP): constraints.txt
 	@test -n '$(PYTHON)' || { echo 'lint: python3 not found'; exit 1; }

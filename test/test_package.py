@@ -63,8 +63,11 @@ def test_the_shipped_model_loads_carries_its_envelope_and_beats_pd_on_a_held_out
     """Every check the node makes, then what its card claims, measured in this run (the
     card's table is not read back, so a model swapped under it would fail): better than the
     former PD pilot on the reference yacht in every scenario, and, with its guards, better
-    than the PD pilot on a held-out boat it never saw. It carries the training envelope the
-    guards judge it by. It is an option, not the default, and its card says so and why."""
+    than the PD pilot on held-out boats it never saw, over their six scenarios. It carries
+    the training envelope the guards judge it by. It is an option, not the default, and its
+    card says so and why."""
+    import numpy as np
+
     from autopilot_ros.guards import ENVELOPE_KEY
     from autopilot_ros.policy import OnnxPolicy
     from autopilot_ros.sim.boats import HELD_OUT
@@ -78,9 +81,14 @@ def test_the_shipped_model_loads_carries_its_envelope_and_beats_pd_on_a_held_out
     rms = {(r.pilot, r.scenario): r.rms_deg for r in results}
     worse = [s for s in SCENARIOS if rms[(model.name, s)] >= rms[('pd', s)]]
     assert worse == [], rms
-    held = evaluate(['pd', str(model)], ['beam_reach'], [0],
-                    boats=[HELD_OUT['heavy_long_keel']])
-    assert held[1].rms_deg < held[0].rms_deg, held
+    # Per held-out boat, over the six scenarios: the card's per-boat claim (one cell, one
+    # seed is the noisiest figure there is).
+    boats = [HELD_OUT['small_lively'], HELD_OUT['heavy_long_keel']]
+    held = evaluate(['pd', str(model)], list(SCENARIOS), [0], boats=boats, workers=2)
+    for boat in boats:
+        mean = {p: np.mean([r.rms_deg for r in held if r.boat == boat.name and r.pilot == p])
+                for p in ('pd', model.name)}
+        assert mean[model.name] < mean['pd'], (boat.name, mean)
     card = (share / 'resource' / 'autopilot.md').read_text()
     assert 'Closed loop' in card and 'not the default' in card
     assert 'On boats it was never trained on' in card and 'Ship rule not met' in card
@@ -140,6 +148,7 @@ def test_pure_modules_import_without_rclpy():
         'import autopilot_ros.inputs, autopilot_ros.status, autopilot_ros.sim.loop\n'
         'import autopilot_ros.training.dataset, autopilot_ros.training.demos\n'
         'import autopilot_ros.training.train, autopilot_ros.training.pipeline\n'
+        'import autopilot_ros.training.identify\n'
         'print("ok")\n')
     # -P: the installed package, not the source tree in the current directory.
     out = subprocess.run([sys.executable, '-P', '-c', code], capture_output=True, text=True,

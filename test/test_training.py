@@ -365,6 +365,9 @@ def test_end_to_end_simulate_train_export_steer(tmp_path: Path):
     run = cli('--bags', 'bags', '--out', 'models/tiny', '--epochs', '3', '--batch-size', '128',
               '--eval-seeds', '1', '--scenarios', 'calm_compass', cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    # Six minutes with every input: enough to identify the boat, and training says so.
+    assert ('these recordings can identify your boat: `autopilot-train identify --bags bags '
+            '--out my_boat.yaml`') in run.stderr
     out = tmp_path / 'models'
     for name in ('tiny.onnx', 'tiny.pt', 'tiny.md', 'tiny.json', 'tiny_curves.png',
                  'tiny_traces.png'):

@@ -3,6 +3,7 @@
     autopilot-train --bags ~/bags/2026-06-* --out models/summer
     autopilot-train simulate --out data/demos            # no boat? record the expert
     autopilot-train --bags data/demos --out models/sim --dagger 3
+    autopilot-train identify --bags ~/bags/2026-06-* --out boats/mine.yaml   # your boat's twin
     autopilot-train tune-pid --boat boat.yaml --out pid.yaml   # the PID's gains for a boat
 
 Every problem with the input (a missing topic, a bag cut short, a bad option) is one
@@ -37,6 +38,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='autopilot-train', description=__doc__.split('\n')[0],
         epilog="'autopilot-train simulate --help' records demonstration bags in the simulator; "
+               "'autopilot-train identify --help' fits the simulator to your boat; "
                "'autopilot-train tune-pid --help' tunes the PID pilot on a boat.")
     p.add_argument('--bags', nargs='+', required=True, metavar='PATH',
                    help='bag folders, .db3/.mcap files, or folders holding bags')
@@ -177,6 +179,46 @@ def _record(args: argparse.Namespace, out: Path) -> int:
     progress.line(f'recorded {len(jobs)} bag(s) in {out}; train with: autopilot-train --bags '
                   f'{out} --out models/NAME')
     return 0
+
+
+def _identify_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='autopilot-train identify',
+        description="Identify your boat from its recordings: fit the simulator's boat model "
+                    '(rudder, yaw damping, weather helm, heel, speed, rudder slew) and write '
+                    'a boat file every tool sails (--boat FILE), with a fit report beside it.')
+    p.add_argument('--bags', nargs='+', required=True, metavar='PATH',
+                   help='bag folders, .db3/.mcap files, or folders holding bags')
+    p.add_argument('--out', required=True, metavar='boat.yaml',
+                   help='the boat file; NAME_fit.md and NAME_fit.png are written beside it')
+    p.add_argument('--holdout', metavar='BAG',
+                   help='check the fit on this recording (default: the last bag when there '
+                        'are two or more, else the last 25 %% of the one)')
+    p.add_argument('--length', type=float, metavar='M',
+                   help='waterline length in metres (default: from the identified hull speed)')
+    p.add_argument('--topic', action='append', default=[], metavar='INPUT=TOPIC',
+                   help='map an input to your topic name, e.g. rudder_angle=/boat/rudder')
+    p.add_argument('--skip-bad', action='store_true', help='leave out unreadable bags')
+    return p
+
+
+def identify(argv: list[str]) -> int:
+    """autopilot-train identify: bags in, a boat file and its fit report out."""
+    args = _identify_parser().parse_args(argv)
+    out = Path(args.out)
+    if out.suffix.lower() not in ('.yaml', '.yml'):
+        return _fail(f'--out {out}: a boat file ends in .yaml')
+    if args.length is not None and not 1.0 <= args.length <= 60.0:
+        return _fail(f'--length {args.length:g} m is not a waterline length (1-60 m)')
+    from autopilot_ros.training.identify import IdentifyError, run_identify
+
+    progress = Progress()
+    try:
+        topic_map = TopicMap.from_strings(args.topic)
+        return run_identify(args.bags, out, holdout=args.holdout, length=args.length,
+                            topic_map=topic_map, skip_bad=args.skip_bad, say=progress.line)
+    except (BagError, IdentifyError, OSError) as exc:
+        return _fail(str(exc))
 
 
 # -- tune-pid: the PID's gains for a boat (training/tune_pid.py) ---------------------------
@@ -355,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == 'simulate':
         return simulate(argv[1:])
+    if argv and argv[0] == 'identify':
+        return identify(argv[1:])
     if argv and argv[0] == 'tune-pid':
         return tune_pid(argv[1:])
     if argv and argv[0] == 'train':

@@ -13,6 +13,7 @@ import json
 import math
 import os
 from pathlib import Path
+import shlex
 import tempfile
 import time
 
@@ -170,6 +171,9 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     progress.line(f'read {messages:,} messages from {len(recordings)} bag(s) in {read_s:.1f} s '
                   f'({messages / max(read_s, 1e-9):,.0f} msg/s)')
 
+    if not cfg.boat:
+        _suggest_identify(recordings, cfg, progress)
+
     # 2. The dataset.
     data = build_dataset(recordings, cfg.data, lambda i, n, rep: progress.line(rep.line()))
     train, val, how = split(data, cfg.data)
@@ -263,6 +267,23 @@ def run(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     progress.line(f'wrote {paths["card"]}, {paths["json"]}, {paths["curves"]}'
                   + (f', {paths["traces"]}' if cfg.eval_seeds > 0 else ''))
     return report
+
+
+def _suggest_identify(recordings: list, cfg: PipelineConfig, progress: Progress) -> None:
+    """When the bags could identify the boat and no --boat was given, say so: a verdict on
+    the sailor's own boat is worth more than one on the reference yacht."""
+    from autopilot_ros.training.identify import identifiable
+
+    why_not = identifiable(recordings)
+    if why_not:
+        progress.line(f'these recordings cannot identify a boat ({why_not}); the verdict is '
+                      "on the simulator's boats only")
+    else:
+        bags = ' '.join(shlex.quote(str(b)) for b in cfg.bags)
+        progress.line('these recordings can identify your boat: `autopilot-train identify '
+                      f'--bags {bags} --out my_boat.yaml`, then train with --boat my_boat.yaml '
+                      "to have the verdict on your boat's twin (if the bags are all from one "
+                      'boat)')
 
 
 def _dagger(cfg: PipelineConfig, model, train: Dataset, val: Dataset, progress: Progress,
