@@ -152,6 +152,7 @@ bench: setup signalk-server
 	$(ROS_ENV) python -P bench/bench_record.py
 	$(ROS_ENV) python -P bench/bench_signalk.py
 	$(ROS_ENV) python -P bench/bench_helm.py
+	$(ROS_ENV) python -P bench/bench_tune_pid.py
 
 # The shipped model, from scratch: expert demonstration bags on the reference yacht (12) and
 # on 48 boats drawn from the boat family, training, DAgger rounds on family boats, selection

@@ -4,6 +4,7 @@
     autopilot-train simulate --out data/demos            # no boat? record the expert
     autopilot-train --bags data/demos --out models/sim --dagger 3
     autopilot-train identify --bags ~/bags/2026-06-* --out boats/mine.yaml   # your boat's twin
+    autopilot-train tune-pid --boat boat.yaml --out pid.yaml   # the PID's gains for a boat
 
 Every problem with the input (a missing topic, a bag cut short, a bad option) is one
 message on stderr and exit status 2; nothing is written over on failure.
@@ -37,7 +38,8 @@ def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='autopilot-train', description=__doc__.split('\n')[0],
         epilog="'autopilot-train simulate --help' records demonstration bags in the simulator; "
-               "'autopilot-train identify --help' fits the simulator to your boat.")
+               "'autopilot-train identify --help' fits the simulator to your boat; "
+               "'autopilot-train tune-pid --help' tunes the PID pilot on a boat.")
     p.add_argument('--bags', nargs='+', required=True, metavar='PATH',
                    help='bag folders, .db3/.mcap files, or folders holding bags')
     p.add_argument('--out', required=True, metavar='models/NAME',
@@ -219,6 +221,98 @@ def identify(argv: list[str]) -> int:
         return _fail(str(exc))
 
 
+# -- tune-pid: the PID's gains for a boat (training/tune_pid.py) ---------------------------
+def _tune_pid_parser() -> argparse.ArgumentParser:
+    from autopilot_ros.sim.parallel import default_workers
+    from autopilot_ros.training import tune_pid as tp
+
+    p = argparse.ArgumentParser(
+        prog='autopilot-train tune-pid',
+        description='Tune the PID pilot (kp, ki, kd, integral_limit) on a boat in closed loop '
+                    'in the simulator, across the standard scenarios; prints the gains as a '
+                    'params file the node accepts and the closed loop before and after.')
+    p.add_argument('--boat', required=True, metavar='BOAT',
+                   help="a boat file (boat.yaml, e.g. from 'autopilot-train identify'), "
+                        "'reference', a held-out boat's name or family_<seed>")
+    p.add_argument('--trials', type=int, default=tp.DEFAULT_TRIALS, metavar='N',
+                   help='candidate gain sets to sail, at most (each: every scenario x seed)')
+    p.add_argument('--seeds', type=int, default=tp.DEFAULT_SEEDS, metavar='N',
+                   help=f'simulator seeds per scenario and candidate (from {tp.TUNE_SEED_BASE})')
+    p.add_argument('--seed', type=int, default=0, help='seed of the optimiser')
+    p.add_argument('--check-seeds', type=int, default=3, metavar='N',
+                   help='evaluation seeds 0..N-1, never tuned on, for the before/after table '
+                        '(0: the tuning seeds)')
+    p.add_argument('--workers', type=int, default=default_workers(), metavar='N',
+                   help='processes running the closed loop (default: the cores, at most 4)')
+    p.add_argument('--scenarios', nargs='+', choices=list(SCENARIOS), default=list(SCENARIOS))
+    p.add_argument('--duration', type=float, default=None, metavar='S',
+                   help='cut every scenario to this many seconds (quick looks; at least 30)')
+    p.add_argument('--start', metavar='PARAMS',
+                   help="start from the pid.* gains of this params file (the boat's own "
+                        "autopilot.yaml, an earlier tune-pid output); default: the node's")
+    p.add_argument('--out', metavar='pid.yaml', help='write the params file here')
+    p.add_argument('--plot', default='out/tune_pid.png', metavar='PNG',
+                   help='search and before/after per scenario')
+    return p
+
+
+def tune_pid(argv: list[str]) -> int:
+    from dataclasses import replace
+    import os
+
+    from autopilot_ros.sim.boats import boat_by_name
+    from autopilot_ros.training import tune_pid as tp
+
+    args = _tune_pid_parser().parse_args(argv)
+    if args.trials < 1 or args.seeds < 1 or args.workers < 1 or args.check_seeds < 0:
+        return _fail('--trials, --seeds and --workers must be >= 1, --check-seeds >= 0')
+    if args.duration is not None and not args.duration >= 30.0:
+        return _fail('--duration must be at least 30 s (the first 20 s are not scored)')
+    if args.out and os.path.isdir(args.out):
+        return _fail(f'--out {args.out} is a folder; give the file to write (pid.yaml)')
+    if args.out:  # before minutes of sailing, not after
+        folder = os.path.dirname(os.path.abspath(args.out))
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        if not os.access(folder, os.W_OK):
+            return _fail(f'cannot write --out {args.out}: {folder} is not writable')
+    try:
+        boat = boat_by_name(args.boat)  # an unknown name, or a boat file missing or wrong
+        start = tp.load_start(args.start) if args.start else None
+    except ValueError as exc:
+        return _fail(str(exc))
+    scenarios = [SCENARIOS[s] if args.duration is None else
+                 replace(SCENARIOS[s], duration_s=min(SCENARIOS[s].duration_s, args.duration))
+                 for s in args.scenarios]
+    progress = Progress()
+
+    def report(done: int, total: int, note: str) -> None:
+        if note:
+            progress.line(note)
+        progress.bar('tune-pid', done, total)
+    try:
+        result = tp.tune_pid(
+            boat, args.trials, list(range(tp.TUNE_SEED_BASE, tp.TUNE_SEED_BASE + args.seeds)),
+            args.workers, report, start=start, scenarios=scenarios,
+            check_seeds=list(range(args.check_seeds)), optimiser_seed=args.seed)
+    except KeyboardInterrupt:
+        progress.line('')
+        return _fail('interrupted: nothing written')
+    command = 'autopilot-train tune-pid ' + shlex.join(argv)
+    print(tp.comparison_table(result))
+    print(f'\n{result.evaluations} candidates, {result.runs} closed-loop runs in '
+          f'{result.seconds / 60.0:.1f} min\n')
+    print(tp.params_yaml(result, command), end='')
+    print('\n# on a running pilot:\n' + '\n'.join(tp.param_set_commands(result.gains)))
+    try:
+        if args.out:
+            print(f'\nwritten: {tp.write_params(result, args.out, command)}')
+        print(f'plot: {tp.plot_result(result, args.plot)}')
+    except OSError as exc:
+        return _fail(str(exc))
+    return 0
+
+
 def train(argv: list[str]) -> int:
     from autopilot_ros.policy import ModelError
     from autopilot_ros.training.export import ExportError
@@ -305,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(argv[1:])
     if argv and argv[0] == 'identify':
         return identify(argv[1:])
+    if argv and argv[0] == 'tune-pid':
+        return tune_pid(argv[1:])
     if argv and argv[0] == 'train':
         argv = argv[1:]
     return train(argv)
