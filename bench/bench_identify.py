@@ -16,49 +16,24 @@ rosbag2 bags (BagWriter, then the reader), as on a boat; without, they stay in m
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import math
 from pathlib import Path
 import sys
 import time
 
 from autopilot_ros.sim.boats import boats_by_names, design_heel_of
-from autopilot_ros.sim.scenarios import SCENARIOS
 from autopilot_ros.training import identify as idm
-from autopilot_ros.training.bags import read_bag
-from autopilot_ros.training.demos import demo_recording, write_demo_bag
+from autopilot_ros.training.demos import mixed_recordings
 
 BIG_SEAS = ('downwind_quartering', 'heavy_weather')
 FIT_SEED = 7000  # demonstration seeds (1000..) far from evaluation (0..99)
 HOLDOUT_SEED = 8000
 
 
-def recordings(boat, minutes: float, bags: Path | None, seed0: int, tag: str,
-               every: bool = False) -> list:
-    """Mixed scenarios in turn until `minutes` are recorded (or one of each with `every`)."""
-    names = list(SCENARIOS)
-    out, total, i = [], 0.0, 0
-    while (i < len(names)) if every else total < minutes * 60.0:
-        scenario = SCENARIOS[names[i % len(names)]]
-        if not every:
-            scenario = replace(scenario, duration_s=min(scenario.duration_s,
-                                                        minutes * 60.0 - total + 10.0))
-        seed = seed0 + i
-        if bags is not None:
-            path = bags / f'{boat.name}_{tag}_{scenario.name}_{seed}'
-            write_demo_bag(path, scenario, seed, boat=boat)
-            out.append(read_bag(path))
-        else:
-            out.append(demo_recording(scenario, seed, boat=boat))
-        total += scenario.duration_s
-        i += 1
-    return out
-
-
 def bench(boat, minutes: float, bags: Path | None) -> dict:
     t0 = time.perf_counter()
-    fit = recordings(boat, minutes, bags, FIT_SEED, 'fit')
-    checks = recordings(boat, minutes, bags, HOLDOUT_SEED, 'check', every=True)
+    fit = mixed_recordings(boat, minutes, FIT_SEED, bags=bags, tag='fit')
+    checks = mixed_recordings(boat, minutes, HOLDOUT_SEED, every=True, bags=bags, tag='check')
     t1 = time.perf_counter()
     ident = idm.identify(fit, holdout=checks[0], name=boat.name)
     t2 = time.perf_counter()

@@ -75,6 +75,37 @@ def write_demo_bag(path: str | Path, scenario: Scenario, seed: int, storage: str
     return count
 
 
+def mixed_recordings(boat: BoatSpec, minutes: float, first_seed: int, every: bool = False,
+                     bags: Path | None = None, tag: str = 'fit') -> list[Recording]:
+    """An afternoon of hand steering on `boat`: the expert (imperfection 0.3, as `autopilot-
+    train simulate` records) in the scenarios in turn, seeds from `first_seed`, until
+    `minutes` are recorded (the last one cut to fit), or one recording of each scenario with
+    `every`. With `bags` every recording goes through a real rosbag2 bag written there and
+    read back, as on a boat; without, the same samples stay in memory."""
+    from dataclasses import replace
+
+    from autopilot_ros.training.bags import read_bag
+
+    names = list(SCENARIOS)
+    out: list[Recording] = []
+    total, i = 0.0, 0
+    while (i < len(names)) if every else total < minutes * 60.0:
+        scenario = SCENARIOS[names[i % len(names)]]
+        if not every:
+            scenario = replace(scenario, duration_s=min(scenario.duration_s,
+                                                        minutes * 60.0 - total + 10.0))
+        seed = first_seed + i
+        if bags is not None:
+            path = bags / f'{boat.name}_{tag}_{scenario.name}_{seed}'
+            write_demo_bag(path, scenario, seed, boat=boat)
+            out.append(read_bag(path))
+        else:
+            out.append(demo_recording(scenario, seed, boat=boat))
+        total += scenario.duration_s
+        i += 1
+    return out
+
+
 def write_demo_job(job: tuple) -> int:
     """One bag of `autopilot-train simulate` in a worker process: (path, scenario, seed,
     storage, imperfection, boat) -> messages written. Top level, so spawned workers find it."""
