@@ -9,6 +9,7 @@ first two are close: the goal is within 10 % of each other in closed-loop RMS.
 
     python tools/twin_study.py                      # all eight held-out boats, 30 min each
     python tools/twin_study.py --boats small_lively --minutes 10 --trials 32
+    python tools/twin_study.py --models tender_weather_helm   # + a model trained with the twin
 
 Writes docs/boat_twin.md (the tables), out/twin_study.json (every figure) and prints the
 summary. Slow: two PID searches per boat; the whole run takes about an hour on 2 cores.
@@ -98,6 +99,80 @@ def study_boat(boat, minutes: float, trials: int, workers: int, progress: Progre
     return row
 
 
+def model_on_twin(boat, minutes: float, trials: int, workers: int, folder: Path,
+                  progress: Progress) -> dict:
+    """A model trained as a sailor would with their twin: bags of the afternoon, the twin
+    from them, `autopilot-train --boat twin --sim-boats twin`, then on the TRUE boat the
+    model (its fallback the twin-tuned PID, as the sailor would set it) against the
+    twin-tuned PID alone."""
+    from autopilot_ros.pilot import PilotConfig
+    from autopilot_ros.sim.boat_file import save_boat_file
+    from autopilot_ros.sim.evaluate import run_episode
+    from autopilot_ros.sim.scenarios import SCENARIOS
+    from autopilot_ros.training.pipeline import PipelineConfig, run
+    from autopilot_ros.training.train import TrainConfig
+
+    folder = folder / boat.name
+    bags = folder / 'bags'
+    bags.mkdir(parents=True, exist_ok=False)
+    fit = mixed_recordings(boat, minutes, FIT_SEED, bags=bags, tag='fit')
+    check = mixed_recordings(boat, minutes, CHECK_SEED, every=True)[0]
+    ident = idm.identify(fit, holdout=check, name=f'{boat.name}_twin')
+    twin_file = save_boat_file(ident.spec, folder / 'twin.yaml',
+                               identified=ident.identified_block())
+    tuned = tune_pid(ident.spec, trials=trials, workers=workers,
+                     progress=lambda d, n, *_: progress.bar(f'{boat.name} tune twin', d, n))
+    model = folder / 'model'
+    run(PipelineConfig(bags=[str(bags)], out=str(model),
+                       train=TrainConfig(epochs=12, patience=3), dagger_iterations=3,
+                       dagger_seeds=3, dagger_epochs=2, sim_boats='twin', boat=str(twin_file),
+                       eval_seeds=2, workers=workers), progress)
+    config = PilotConfig(pid=tuned.gains)
+    rows = {'pid (tuned on twin)': [], 'model (fallback: that PID)': []}
+    for name in SCENARIOS:
+        for seed in EVAL_SEEDS:
+            rows['pid (tuned on twin)'].append(
+                run_episode('pid', SCENARIOS[name], seed, boat=boat, config=config))
+            rows['model (fallback: that PID)'].append(
+                run_episode(str(model.with_suffix('.onnx')), SCENARIOS[name], seed, boat=boat,
+                            config=config))
+    table = {label: {s: {'rms': _rms([r for r in rr if r.scenario == s]),
+                         'travel': float(np.mean([r.rudder_travel_per_min for r in rr
+                                                  if r.scenario == s])),
+                         'steered': float(np.nanmean([1.0 - r.fallback_frac for r in rr
+                                                      if r.scenario == s]))
+                         if label.startswith('model') else math.nan}
+                     for s in SCENARIOS} for label, rr in rows.items()}
+    return {'boat': boat.name, 'gains': gains_text(tuned.gains), 'table': table,
+            'rms': {label: _rms(rr) for label, rr in rows.items()},
+            'model_card': str(model.with_suffix('.md'))}
+
+
+def model_markdown(rows: list[dict]) -> str:
+    """The model trained on each boat's twin against the twin-tuned PID, on the true boat."""
+    lines = ['## A model trained with the twin, on the true boat', '',
+             'Trained from the 30 min of bags with `autopilot-train --boat twin.yaml '
+             '--sim-boats twin --dagger 3` (12 epochs at most, 3 DAgger rounds of 2 epochs), '
+             'then sailed on the true boat with its guards and the twin-tuned PID as its '
+             f'fallback, against that PID alone, {len(EVAL_SEEDS)} seeds x 6 scenarios. RMS '
+             'deg / rudder travel per min (/ share of ticks the model steered, the rest its '
+             'guards or the envelope gave to the PID).', '']
+    for r in rows:
+        labels = list(r['table'])
+        lines += [f'### {r["boat"]} (PID: {r["gains"]})', '',
+                  '| scenario | ' + ' | '.join(labels) + ' |',
+                  '|---|' + '---|' * len(labels)]
+        for s in r['table'][labels[0]]:
+            lines.append(f'| {s} | ' + ' | '.join(
+                f'{r["table"][k][s]["rms"]:.2f} / {r["table"][k][s]["travel"]:.1f}'
+                + (f' / {100 * r["table"][k][s]["steered"]:.0f} %'
+                   if math.isfinite(r['table'][k][s]['steered']) else '')
+                for k in labels) + ' |')
+        lines.append('| mean | ' + ' | '.join(f'{r["rms"][k]:.2f}' for k in labels) + ' |')
+        lines.append('')
+    return '\n'.join(lines)
+
+
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     """docs/boat_twin.md: the summary, then per boat the parameters and the predictions."""
     k10, k30 = 'heading_10s_deg', 'heading_30s_deg'
@@ -158,8 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--workers', type=int, default=default_workers())
     ap.add_argument('--out', default='docs/boat_twin.md')
     ap.add_argument('--json', default='out/twin_study.json')
+    ap.add_argument('--models', nargs='*', default=[], metavar='BOAT',
+                    help='also train a model with the twin of these boats (slow) and append '
+                         'its table to --out; skips the PID study')
+    ap.add_argument('--work', default='out/twin_models', help='bags and models of --models')
     args = ap.parse_args(argv)
     progress = Progress()
+    if args.models:
+        found = [model_on_twin(boat, args.minutes, args.trials, args.workers, Path(args.work),
+                               progress) for boat in boats_by_names(args.models)]
+        Path(args.json).with_name('twin_models.json').write_text(json.dumps(found, indent=1))
+        with open(args.out, 'a') as f:
+            f.write('\n' + model_markdown(found) + '\n')
+        return 0
     rows = []
     for boat in boats_by_names(args.boats):
         rows.append(study_boat(boat, args.minutes, args.trials, args.workers, progress))
