@@ -216,12 +216,15 @@ def test_training_with_your_boat_judges_the_model_on_it_and_rolls_dagger_out_on_
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / 'models' / 'mine.json').read_text())
     cl = report['closed_loop']
-    assert cl['boats'] == ['reference', 'heavy_long_keel']
-    assert cl['verdict_on'] == 'heavy_long_keel'
-    assert cl['twin'] == {'name': 'heavy_long_keel', 'file': 'my_boat.yaml', 'dagger_on_it': True}
+    # Named after a held-out boat, the twin is renamed: never judged as that boat, so no ship
+    # rule on a single twin.
+    assert cl['boats'] == ['reference', 'heavy_long_keel_twin']
+    assert cl['verdict_on'] == 'heavy_long_keel_twin' and 'ship_rule' not in cl
+    assert cl['twin'] == {'name': 'heavy_long_keel_twin', 'file': 'my_boat.yaml',
+                          'dagger_on_it': True}
     assert report['dagger']['boats'] == 'twin'
     card = (tmp_path / 'models' / 'mine.md').read_text()
-    assert "The verdict below is on your boat's twin, `heavy_long_keel`" in card
+    assert "The verdict below is on your boat's twin, `heavy_long_keel_twin`" in card
     assert 'not an independent judge' in card
 
 

@@ -140,6 +140,20 @@ def test_bad_input_is_one_message(tmp_path: Path, capsys, drop, duration, messag
     assert not (tmp_path / 'boat.yaml').exists()
 
 
+def test_a_log_that_only_ever_sent_not_a_number_is_one_message(tmp_path: Path, capsys):
+    """Messages on the topic, no value in any: said by name, and the hint training asks for
+    says it too rather than stopping training."""
+    from autopilot_ros.training.bags import read_bag
+    from autopilot_ros.training.identify import identifiable
+
+    bag = _bag_without(tmp_path / 'bag', 'calm_compass', 5, speed=math.nan)
+    code = main(['identify', '--bags', str(bag), '--out', str(tmp_path / 'boat.yaml')])
+    err = capsys.readouterr().err
+    message = 'the speed through water never has a value (every reading absent or not a number)'
+    assert code == 2 and message in err and 'Traceback' not in err
+    assert message in identifiable([read_bag(bag)])
+
+
 def test_a_log_that_never_changes_is_said_and_the_rest_still_fitted(tmp_path: Path, capsys):
     bag = _bag_without(tmp_path / 'bag', 'calm_compass', 5, speed=2.0)
     code = main(['identify', '--bags', str(bag), '--out', str(tmp_path / 'boat.yaml')])

@@ -255,12 +255,12 @@ def test_a_broken_boat_file_or_an_unwritable_out_is_one_message_before_any_saili
     assert cli_main(['tune-pid', '--boat', str(broken)]) == 2
     err = capsys.readouterr().err.strip()
     assert 'rudder_gain' in err and len(err.splitlines()) == 1
-    locked = tmp_path / 'locked'
-    locked.mkdir(mode=0o500)
-    if os.access(locked, os.W_OK):  # root writes anywhere: nothing to check
-        return
-    assert cli_main(['tune-pid', '--boat', 'reference', '--out', str(locked / 'p.yaml')]) == 2
-    assert 'not writable' in capsys.readouterr().err
+    # A file where the folder should be: unwritable for root too (a locked folder is not).
+    blocker = tmp_path / 'not_a_folder'
+    blocker.write_text('')
+    assert cli_main(['tune-pid', '--boat', 'reference', '--out',
+                     str(blocker / 'p.yaml')]) == 2
+    assert 'is not a writable folder' in capsys.readouterr().err
 
 
 def test_the_command_tunes_on_a_boat_file_and_prints_and_writes_the_params(capsys, tmp_path):

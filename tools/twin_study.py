@@ -5,7 +5,7 @@ expert steering by hand in mixed scenarios (as `autopilot-train simulate` does),
 the boat from those recordings (`autopilot-train identify`), tune the PID on the twin
 (`autopilot-train tune-pid`), and then sail on the TRUE boat the PID tuned on the twin, the
 PID tuned on the true boat itself, and the default PID. The twin is good enough when the
-first two are close: the goal is within 10 % of each other in closed-loop RMS.
+first is close to the second: the goal is no more than 10 % above it in closed-loop RMS.
 
     python tools/twin_study.py                      # all eight held-out boats, 30 min each
     python tools/twin_study.py --boats small_lively --minutes 10 --trials 32
@@ -148,10 +148,10 @@ def model_on_twin(boat, minutes: float, trials: int, workers: int, folder: Path,
             'model_card': str(model.with_suffix('.md'))}
 
 
-def model_markdown(rows: list[dict]) -> str:
+def model_markdown(rows: list[dict], minutes: float) -> str:
     """The model trained on each boat's twin against the twin-tuned PID, on the true boat."""
     lines = ['## A model trained with the twin, on the true boat', '',
-             'Trained from the 30 min of bags with `autopilot-train --boat twin.yaml '
+             f'Trained from the {minutes:g} min of bags with `autopilot-train --boat twin.yaml '
              '--sim-boats twin --dagger 3` (12 epochs at most, 3 DAgger rounds of 2 epochs), '
              'then sailed on the true boat with its guards and the twin-tuned PID as its '
              f'fallback, against that PID alone, {len(EVAL_SEEDS)} seeds x 6 scenarios. RMS '
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                                progress) for boat in boats_by_names(args.models)]
         Path(args.json).with_name('twin_models.json').write_text(json.dumps(found, indent=1))
         with open(args.out, 'a') as f:
-            f.write('\n' + model_markdown(found) + '\n')
+            f.write('\n' + model_markdown(found, args.minutes) + '\n')
         return 0
     rows = []
     for boat in boats_by_names(args.boats):

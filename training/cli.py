@@ -219,6 +219,8 @@ def identify(argv: list[str]) -> int:
                             topic_map=topic_map, skip_bad=args.skip_bad, say=progress.line)
     except (BagError, IdentifyError, OSError) as exc:
         return _fail(str(exc))
+    except ValueError as exc:  # e.g. BoatFileError: a fit no boat file may hold
+        return _fail(f'the identified boat cannot be written: {exc}')
 
 
 # -- tune-pid: the PID's gains for a boat (training/tune_pid.py) ---------------------------
@@ -274,8 +276,8 @@ def tune_pid(argv: list[str]) -> int:
         folder = os.path.dirname(os.path.abspath(args.out))
         while not os.path.exists(folder):
             folder = os.path.dirname(folder)
-        if not os.access(folder, os.W_OK):
-            return _fail(f'cannot write --out {args.out}: {folder} is not writable')
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            return _fail(f'cannot write --out {args.out}: {folder} is not a writable folder')
     try:
         boat = boat_by_name(args.boat)  # an unknown name, or a boat file missing or wrong
         start = tp.load_start(args.start) if args.start else None

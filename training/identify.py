@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from autopilot_ros.sim import boat as boat_model
 from autopilot_ros.sim.boat import BoatParams, sail_force
 from autopilot_ros.sim.boats import (
     HULL_SPEED_PER_SQRT_M,
@@ -202,6 +203,13 @@ def track_of(rec: Any, name: str | None = None) -> Track:
     tro, roll = _stamps_values(s['imu'], 'roll')
     trr, roll_rate = _stamps_values(s['imu'], 'roll_rate')
     roll_known = len(tro) >= 2
+    # A topic whose every value is NaN (an instrument that sent only 'not available') has
+    # messages but nothing to fit: say which, rather than fail inside numpy.
+    for what, ts in (('compass heading', th), ('wind angle', tw), ('wind speed', tw2),
+                     ('speed through water', tsp), ('rudder angle', tr)):
+        if len(ts) < 2:
+            raise IdentifyError(f'{name}: the {what} never has a value (every reading absent '
+                                'or not a number): identification needs it')
     start = max(x[0] for x in (ti, th, tw, tsp, tr) if len(x))
     end = min(x[-1] for x in (ti, th, tw, tsp, tr) if len(x))
     if not end - start >= 2 * GRID_DT:
@@ -271,10 +279,9 @@ def _command(rec: Any, grid: np.ndarray) -> tuple[np.ndarray | None, str]:
 
 # --------------------------------------------------------------------------- model pieces
 
-_POLAR_TWA = np.radians([0.0, 30.0, 38.0, 45.0, 52.0, 60.0, 75.0, 90.0, 110.0, 120.0, 135.0,
-                         150.0, 165.0, 180.0])
-_POLAR_FACTOR = np.array([0.0, 0.03, 0.35, 0.66, 0.8, 0.88, 0.96, 1.0, 1.0, 0.97, 0.92, 0.85,
-                          0.78, 0.74])
+# The simulator's own polar table, so the fit and the boat it describes cannot drift apart.
+_POLAR_TWA = np.radians(boat_model._POLAR_TWA_DEG)
+_POLAR_FACTOR = np.asarray(boat_model._POLAR_FACTOR)
 
 
 def polar_shape(tws: np.ndarray, twa: np.ndarray) -> np.ndarray:
@@ -804,6 +811,9 @@ def _fit_heel(tracks: Sequence[Track], prior: BoatParams, warnings: list[str]
     if whole is None:
         warnings.append('too few stretches of steady recording for the roll period and '
                         'damping: assumed')
+    elif len(periods) < 2:
+        warnings.append('too few steady stretches in each recording to check that they agree '
+                        'on the roll period: roll period and damping assumed')
     elif spread > MAX_PERIOD_SPREAD:
         warnings.append(
             f'the roll period differs from recording to recording ({min(periods):.1f}-'
@@ -895,7 +905,7 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     # Several starts: the reweighted fit can settle where a weak rudder and strong damping
     # explain the wave-tossed windows. Each start's result is judged by the lower quartile
     # of the window RMS (the calm windows the weights are built around), which no start's
-    # weights decide; on light_racer the median picked a rudder gain 37 % low, this 1 %.
+    # weights decide; on light_racer the median picked a rudder gain 37 % low, this 3 %.
     best = None
     for i, (gain_x, damp_x) in enumerate(MULTI_START):
         if say is not None:
@@ -1022,7 +1032,7 @@ def identifiable(recordings: Sequence[Any]) -> str:
         if not tracks:
             return 'no recordings'
         fit, check = split_holdout(tracks, None)
-    except IdentifyError as exc:
+    except (IdentifyError, ValueError) as exc:  # a hint never stops training
         return str(exc)
     fit_s = sum(tr.seconds for tr in fit)
     if fit_s < MIN_FIT_S or check.seconds < MIN_HOLDOUT_S:
@@ -1076,7 +1086,9 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
     results: dict[str, ParamResult] = {}
 
     say('identify: speed (hull speed, speed lag) ...')
-    speed, boat_length = _fit_speed(fit_tracks, boat_params(), warnings, length)
+    speed, boat_length = _fit_speed(
+        fit_tracks, boat_params() if length is None else boat_params(length=length), warnings,
+        length)
     results.update(speed)
     prior = boat_params(length=boat_length)
     lag_ok = 'speed_lag_s' in speed
@@ -1308,8 +1320,10 @@ def run_identify(bags: Sequence[str], out: str | Path, holdout: str | None = Non
     check = None
     if holdout is not None:
         check = read_bag(holdout, topic_map, required=required)
+        # The bag as a folder or as its storage file: either way it is not fitted on.
         same = Path(holdout).expanduser().resolve()
-        recordings = [r for r in recordings if Path(r.path).resolve() != same]
+        targets = {same, same.parent} if same.is_file() else {same}
+        recordings = [r for r in recordings if Path(r.path).resolve() not in targets]
         if not recordings:
             raise IdentifyError(f'--holdout {holdout} is the only recording: give other bags '
                                 'to fit on')

@@ -124,12 +124,14 @@ def sim_boats(kind: str) -> list[BoatSpec]:
 
 
 def verdict_boats(cfg: PipelineConfig) -> list[BoatSpec]:
-    """The verdict's boats: cfg.verdict_boats, then the sailor's boat file if given (renamed
-    if its name is taken, so its runs never mix with another boat's)."""
+    """The verdict's boats: cfg.verdict_boats, then the sailor's boat file if given, renamed
+    if it carries a built-in boat's name, so its runs never mix with another boat's and a
+    twin is never judged as the held-out boat it is named after."""
     boats = boats_by_names(list(cfg.verdict_boats))
     if cfg.boat:
         twin = boats_by_names([cfg.boat])[0]
-        if twin.name in {b.name for b in boats}:
+        taken = {b.name for b in boats} | set(HELD_OUT) | {REFERENCE.name}
+        if twin.name in taken or twin.name.startswith('family_'):
             twin = replace(twin, name=f'{twin.name}_twin')
         boats.append(twin)
     return boats
