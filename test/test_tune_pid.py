@@ -109,8 +109,9 @@ def test_the_search_finds_better_gains_than_a_bad_start(tuned_from_bad):
     assert r.check_after < r.check_before  # and on a seed it never sailed in the search
     assert r.evaluations == 10 and len(r.history) == 2  # 5 candidates x 2 generations
     assert r.history == sorted(r.history, reverse=True)  # the best so far never worsens
-    assert r.runs == 2 * (2 + 10 + 3)  # reference, start, candidates (cached ones counted),
-    #                                    then default, start and tuned on the check seed
+    # Per scenario: reference, start and candidates (cached ones counted) on the boat and
+    # its margin boat, then default, start and tuned on the check seed, on the boat alone.
+    assert r.runs == 2 * (2 * (2 + 10) + 3)
     assert [x.seed for x in r.before] == [0, 0] == [x.seed for x in r.after]
     table = tp.comparison_table(r)
     assert 'calm_compass' in table and 'beam_reach' in table and 'check seeds 0' in table
@@ -286,3 +287,22 @@ def test_the_command_tunes_on_a_boat_file_and_prints_and_writes_the_params(capsy
     assert "on boat 'tender_weather_helm'" in out_file.read_text()
     assert plot.stat().st_size > 10_000
     assert 'generation 1/1' in printed.err  # the progress, as lines off a terminal
+
+
+def test_the_margin_boat_is_what_a_twin_may_hide_and_every_candidate_sails_it_too():
+    """Gains tuned on a quick, quiet twin lost its laggy true boat (twin_study.py): every
+    candidate also sails the boat later, noisier, more damped and with a weaker rudder."""
+    boat = HELD_OUT['laggy_instruments']
+    hidden = tp.margin_boat(boat)
+    assert hidden.sensors.latency_s == pytest.approx(boat.sensors.latency_s + 0.15)
+    assert hidden.sensors.compass_lag_s == pytest.approx(boat.sensors.compass_lag_s + 0.4)
+    assert hidden.sensors.gyro_noise == pytest.approx(2.0 * boat.sensors.gyro_noise)
+    assert hidden.params.rudder_gain == pytest.approx(0.8 * boat.params.rudder_gain)
+    assert hidden.params.weather_helm == boat.params.weather_helm
+    calm = [SCENARIOS['calm_compass']]
+    with_margin = tp.tune_pid(boat, trials=5, seeds=[300], scenarios=calm)
+    alone = tp.tune_pid(boat, trials=5, seeds=[300], scenarios=calm, margin=False)
+    assert with_margin.runs == 2 * alone.runs
+    # The table is the boat's own runs either way: the same default-gain run on both.
+    assert [r.boat for r in with_margin.before] == [boat.name]
+    assert with_margin.before[0].rms_deg == alone.before[0].rms_deg
