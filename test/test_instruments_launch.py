@@ -3,11 +3,11 @@ and what instruments_node builds from its parameters (no DDS)."""
 
 import math
 import pathlib
+import sys
 
 import pytest
 
 from autopilot_ros.instruments.bridge import (
-    SIGNALK_MISSING,
     Bridge,
     BridgeConfig,
     RateMeter,
@@ -165,15 +165,36 @@ def test_the_node_builds_each_source_from_its_parameters():
         make_source('seatalk', PARAMS)
 
 
-def test_signalk_is_built_when_its_module_is_there_and_explained_when_not():
-    try:
-        import autopilot_ros.instruments.signalk  # noqa: F401 - another part of issue 14
-    except ModuleNotFoundError:
-        with pytest.raises(ValueError) as err:
-            make_source('signalk', PARAMS)
-        assert str(err.value) == SIGNALK_MISSING
+def test_signalk_is_built_from_its_parameters():
+    assert make_source('signalk', PARAMS).name == 'signalk'
+
+
+@pytest.mark.parametrize('source, missing, install', [
+    ('nmea0183', 'pynmea2', 'pynmea2 pyserial'),
+    ('nmea2000', 'can', 'python-can nmea2000'),
+    ('nmea2000', 'nmea2000', 'python-can nmea2000'),
+    ('signalk', 'websockets', "'websockets>=15'"),
+])
+def test_a_package_a_source_needs_that_is_not_installed_is_one_line(
+        monkeypatch, source, missing, install):
+    # None in sys.modules is how Python itself marks a module as not importable.
+    monkeypatch.setitem(sys.modules, missing, None)
+    monkeypatch.delitem(sys.modules, f'autopilot_ros.instruments.{source}', raising=False)
+    with pytest.raises(ValueError) as err:
+        make_source(source, PARAMS)
+    if source == 'signalk':  # its module imports websockets late, to say which version
+        assert str(err.value) == ("source:=signalk: the Signal K source needs the websockets "
+                                  "package: pip install 'websockets>=15'")
     else:
-        assert make_source('signalk', PARAMS).name == 'signalk'
+        assert str(err.value) == (f'source:={source} needs the Python package {missing!r}: '
+                                  f'pip install {install}')
+
+
+def test_pyserial_is_needed_only_for_the_serial_transport(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'serial', None)
+    assert make_source('nmea0183', PARAMS).describe() == 'UDP on 127.0.0.1:0'
+    with pytest.raises(ValueError, match="needs the Python package 'serial': pip install "):
+        make_source('nmea0183', {**PARAMS, 'nmea0183.transport': 'serial'})
 
 
 def test_the_bridge_normalises_the_rudder_and_keeps_one_heading_reference():

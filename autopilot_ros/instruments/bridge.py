@@ -185,13 +185,31 @@ def diagnostic_values(source_name: str, where: str, stats: SourceStats,
     return 0, f'{snap["readings"]} readings from {where}', values
 
 
-SIGNALK_MISSING = ('source:=signalk needs autopilot_ros/instruments/signalk.py (SignalKSource), '
-                   'which this install lacks: reinstall the package')
+# What each source imports that a ROS install does not bring (pip names).
+SOURCE_PACKAGES = {
+    'nmea0183': 'pynmea2 pyserial',
+    'nmea2000': 'python-can nmea2000',
+    'signalk': "'websockets>=15'",
+}
+
+
+def _source_class(source: str, module: str, name: str) -> type:
+    """The source's class, imported only when chosen: a Python package it needs that is not
+    installed is one line saying what to install (the node prints it and exits 2)."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith('autopilot_ros'):
+            raise  # a broken install of this package: a traceback is the useful answer
+        raise ValueError(f'source:={source} needs the Python package {exc.name!r}: pip install '
+                         f'{SOURCE_PACKAGES[source]}') from None
 
 
 def make_source(source: str, params: Mapping[str, object],
                 log: Callable[[str], None] | None = None):
-    """The source named by `source`, built from its parameters (ValueError when it cannot be).
+    """Build the chosen source from the node's parameters (instruments_node's only job here).
 
     `params` holds the node's parameters by name ('nmea0183.port', 'signalk.url', ...).
     """
@@ -203,29 +221,29 @@ def make_source(source: str, params: Mapping[str, object],
     backoff = Backoff(float(p('backoff_initial')), float(p('backoff_max')))
     silence = float(p('silence_timeout'))
     if source == 'nmea0183':
-        from autopilot_ros.instruments.nmea0183 import Nmea0183Source
-        return Nmea0183Source(
-            str(p('nmea0183.transport')), host=str(p('nmea0183.host')),
+        source_class = _source_class(source, 'autopilot_ros.instruments.nmea0183',
+                                     'Nmea0183Source')
+        transport = str(p('nmea0183.transport'))
+        if transport == 'serial':  # the one transport that needs pyserial
+            _source_class(source, 'serial', 'Serial')
+        return source_class(
+            transport, host=str(p('nmea0183.host')),
             port=int(p('nmea0183.port')), device=str(p('nmea0183.device')),
             baudrate=int(p('nmea0183.baudrate')),
             require_checksum=bool(p('nmea0183.require_checksum')),
             silence_timeout=silence, backoff=backoff, log=log)
     if source == 'nmea2000':
-        from autopilot_ros.instruments.nmea2000 import Nmea2000Source
-        return Nmea2000Source(
+        source_class = _source_class(source, 'autopilot_ros.instruments.nmea2000',
+                                     'Nmea2000Source')
+        return source_class(
             str(p('nmea2000.interface')), str(p('nmea2000.channel')),
             rudder_instance=int(p('nmea2000.rudder_instance')), silence_timeout=silence,
             backoff=backoff, log=log)
     if source == 'signalk':
-        try:
-            from autopilot_ros.instruments.signalk import SignalKSource
-        except ModuleNotFoundError as exc:
-            if exc.name != 'autopilot_ros.instruments.signalk':
-                raise ValueError(f'source:=signalk: {exc} (pip install the missing package)'
-                                 ) from None
-            raise ValueError(SIGNALK_MISSING) from None
+        source_class = _source_class(source, 'autopilot_ros.instruments.signalk',
+                                     'SignalKSource')
         try:  # a bad URL or setting is ValueError; a websockets too old, RuntimeError
-            return SignalKSource(
+            return source_class(
                 str(p('signalk.url')), str(p('signalk.token')), silence_timeout=silence,
                 backoff_initial=backoff.initial, backoff_cap=backoff.cap,
                 heading=str(params.get('heading_reference', 'auto')),
