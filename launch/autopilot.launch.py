@@ -52,6 +52,13 @@ from autopilot_ros.launch_config import (
     sim_parameters_for_instruments,
 )
 
+# The bridge and the helm page are started again when they exit. The boot service's watchdog
+# watches the autopilot's control tick only (systemd sees one service), so without this a
+# bridge that died would leave the pilot without instruments until the next boot. A bridge
+# that hangs without exiting shows as stale inputs in the autopilot's status and
+# /diagnostics; the pilot acts on those as on any stale sensor.
+RESPAWN_DELAY = 3.0  # s, as the unit's RestartSec
+
 
 def _flag(context: LaunchContext, name: str) -> bool:
     return LaunchConfiguration(name).perform(context).strip().lower() in ('true', '1', 'yes')
@@ -119,6 +126,7 @@ def _nodes(context: LaunchContext) -> list:
             package='autopilot_ros', executable='instruments_node', name='instruments',
             namespace=namespace, output='screen', parameters=[instruments],
             ros_arguments=enclave_arguments(instruments_enclave),
+            respawn=True, respawn_delay=RESPAWN_DELAY,
         ))
     if helm:
         # The helm page: a browser on the boat's wifi steers through the autopilot's
@@ -131,6 +139,7 @@ def _nodes(context: LaunchContext) -> list:
                 LaunchConfiguration('helm_port').perform(context),
                 LaunchConfiguration('helm_token_file').perform(context),
                 LaunchConfiguration('helm_foxglove_port').perform(context))],
+            respawn=True, respawn_delay=RESPAWN_DELAY,
         ))
     if rviz:
         nodes.append(Node(

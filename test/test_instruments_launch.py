@@ -1,6 +1,7 @@
 """What `ros2 launch ... instruments:=...` starts, decided in launch_config (no `launch` here),
 and what instruments_node builds from its parameters (no DDS)."""
 
+import ast
 import math
 import pathlib
 import sys
@@ -148,6 +149,23 @@ def test_the_launch_file_declares_every_instruments_argument():
     node_source = (REPO / 'autopilot_ros' / 'instruments_node.py').read_text()
     for _, (param, _) in INSTRUMENT_ARGUMENTS.items():
         assert f"('{param}'," in node_source, param  # a parameter the node declares
+
+
+def test_the_launch_restarts_the_bridge_and_the_helm_page_but_not_the_pilot():
+    """ros2 launch is not installable here, so the launch file's Node() calls are read: the
+    boot service's watchdog sees only the autopilot's tick (a dead autopilot is a restart of
+    the service), so the launch itself must bring back a bridge or a helm page that exits."""
+    tree = ast.parse((REPO / 'launch' / 'autopilot.launch.py').read_text())
+    respawn = {}
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, 'id', '') == 'Node':
+            kw = {k.arg: k.value for k in call.keywords}
+            respawn[ast.literal_eval(kw['executable'])] = (
+                ast.literal_eval(kw['respawn']) if 'respawn' in kw else False,
+                getattr(kw.get('respawn_delay'), 'id', None))
+    assert respawn == {'autopilot_node': (False, None), 'sim_node': (False, None),
+                       'instruments_node': (True, 'RESPAWN_DELAY'),
+                       'helm_node': (True, 'RESPAWN_DELAY'), 'rviz2': (False, None)}
 
 
 PARAMS = {'backoff_initial': 0.5, 'backoff_max': 30.0, 'silence_timeout': 10.0,
