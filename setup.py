@@ -51,10 +51,12 @@ setup(
         'train': ['torch', 'onnx', 'onnxscript', 'onnxruntime', 'rosbags', 'matplotlib',
                   'pyyaml', 'scipy'],
         # The instrument bridges' parsers and transports (instruments_node needs ROS).
-        'instruments': ['pynmea2', 'pyserial', 'python-can', 'nmea2000', 'websockets>=15'],
+        # msgpack: python-can's udp_multicast, a CAN bus between processes without vcan.
+        'instruments': ['pynmea2', 'pyserial', 'python-can', 'msgpack', 'nmea2000',
+                        'websockets>=15'],
         'helm': ['aiohttp'],
         'test': ['pytest', 'mcap', 'sdnotify', 'hypothesis', 'pynmea2', 'pyserial', 'python-can',
-                 'nmea2000', 'websockets>=15', 'aiohttp'],
+                 'msgpack', 'nmea2000', 'websockets>=15', 'aiohttp'],
         # autopilot-record (it also needs rclpy: a ROS 2 install or the ROS 2 wheels).
         'record': ['mcap', 'pyyaml'],
     },
