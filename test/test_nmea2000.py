@@ -1,13 +1,14 @@
-"""NMEA 2000 in: frames built here from the PGN definitions, on a CAN bus, and fuzzed.
+"""NMEA 2000 in: frames packed from the PGN definitions (instruments/nmea2000_out.py), on a
+CAN bus, and fuzzed.
 
 The bus is a kernel vcan interface when this machine lets us create one (`ip link add dev
 vcan0 type vcan`, root and the vcan module), else python-can's virtual bus: the same
-python-can API, frames passed between Bus objects in this process.
+python-can API, frames passed between Bus objects in this process. The installed
+instruments_node on a bus shared between processes: test_instruments_node.py.
 """
 
 import math
 import struct
-import subprocess
 import threading
 import time
 import uuid
@@ -26,6 +27,21 @@ from autopilot_ros.instruments.nmea2000 import (
     fast_packet_frames,
     pgn_of,
 )
+# Payloads packed from the PGN definitions, not from the decoder's tables.
+from autopilot_ros.instruments.nmea2000_out import (
+    NA16,
+    NAU16,
+    attitude,
+    direction_data,
+    frame,
+    heading,
+    pad,
+    rate_of_turn,
+    rudder,
+    speed,
+    vcan,
+    wind,
+)
 from autopilot_ros.instruments.readings import (
     AttitudeReading,
     HeadingReading,
@@ -37,52 +53,6 @@ from autopilot_ros.instruments.readings import (
 from autopilot_ros.instruments.transport import Backoff
 
 T = 500.0
-NA16 = 0x7FFF  # signed 16-bit "data not available"
-NAU16 = 0xFFFF  # unsigned 16-bit "data not available"
-
-
-def frame(pgn: int, data: bytes, source: int = 35) -> can.Message:
-    return can.Message(arbitration_id=can_id(pgn, source), data=data, is_extended_id=True)
-
-
-def pad(data: bytes) -> bytes:
-    return data + b'\xff' * (8 - len(data))
-
-
-# Payloads from the PGN definitions (NMEA 2000 appendix B, as CANboat documents them):
-# little-endian, angles 1e-4 rad, speeds 0.01 m/s, rate of turn 3.125e-8 rad/s.
-def heading(rad: float, deviation: int = NA16, variation: int = NA16, reference: int = 1
-            ) -> bytes:
-    return struct.pack('<BHhhB', 0, round(rad * 1e4), deviation, variation,
-                       0xFC | reference)
-
-
-def rate_of_turn(rad_s: float) -> bytes:
-    return pad(struct.pack('<Bi', 0, round(rad_s / 3.125e-8)))
-
-
-def attitude(roll: float, pitch: float, yaw: int = NA16) -> bytes:
-    return pad(struct.pack('<Bhhh', 0, yaw, round(pitch * 1e4), round(roll * 1e4)))
-
-
-def wind(speed: float, angle: float, reference: int = 2) -> bytes:
-    return pad(struct.pack('<BHHB', 0, round(speed * 100), round(angle * 1e4),
-                           0xF8 | reference))
-
-
-def speed(stw: float) -> bytes:
-    return pad(struct.pack('<BHHB', 0, round(stw * 100), NAU16, 0))
-
-
-def rudder(position: float, instance: int = 0) -> bytes:
-    return pad(struct.pack('<BBhh', instance, 0xFF, NA16, round(position * 1e4)))
-
-
-def direction_data(stw: float, heading_rad: float = 1.5) -> bytes:
-    """PGN 130577 (fast packet, 14 bytes): mode/COG ref, SID, COG, SOG, heading, STW, set,
-    drift."""
-    return struct.pack('<BBHHHHHH', 0xC0, 0, 10000, 200, round(heading_rad * 1e4),
-                       round(stw * 100), NAU16, NAU16)
 
 
 def decode(*frames: can.Message, decoder: Nmea2000Decoder | None = None) -> list:
@@ -261,25 +231,9 @@ def test_fuzz_fast_packet_frames_in_any_order(frames):
 
 
 # -- a real bus --------------------------------------------------------------------------------
-def _vcan() -> str:
-    """'vcan0' when a kernel vcan interface exists or can be made here, else ''."""
-    try:
-        if subprocess.run(['ip', 'link', 'show', 'vcan0'], capture_output=True,
-                          timeout=5).returncode != 0:
-            made = subprocess.run(['ip', 'link', 'add', 'dev', 'vcan0', 'type', 'vcan'],
-                                  capture_output=True, timeout=5)
-            if made.returncode != 0:
-                return ''
-        subprocess.run(['ip', 'link', 'set', 'up', 'vcan0'], capture_output=True, timeout=5)
-        with can.Bus(interface='socketcan', channel='vcan0'):
-            return 'vcan0'
-    except (OSError, can.CanError, subprocess.SubprocessError):
-        return ''
-
-
 @pytest.fixture(scope='module')
 def bus_channel():
-    channel = _vcan()
+    channel = vcan()
     if channel:
         return 'socketcan', channel
     return 'virtual', f'n2k-test-{uuid.uuid4().hex[:8]}'  # vcan not allowed here
