@@ -21,6 +21,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -64,14 +65,25 @@ PARAMETERS = (
     ('signalk.ca_file', '', 'wss:// only: the certificate to trust (empty: the system CAs)'),
 )
 
+# String parameters whose values YAML reads as something else (`true` is a bool): taken as
+# typed, turned into their words.
+YAML_WORDS = ('heading_reference',)
+
 
 class InstrumentsNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('instruments', **kwargs)
         for name, default, description in PARAMETERS:
-            self.declare_parameter(name, default, ParameterDescriptor(
-                description=description, read_only=True))
+            try:
+                self.declare_parameter(name, default, ParameterDescriptor(
+                    description=description, read_only=True,
+                    dynamic_typing=name in YAML_WORDS))
+            except InvalidParameterTypeException as exc:  # one line, not a traceback
+                raise ValueError(str(exc.args[0] if exc.args else exc)) from None
         params = {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
+        for name in YAML_WORDS:  # `-p heading_reference:=true` arrives as a YAML bool
+            value = params[name]
+            params[name] = str(value).lower() if isinstance(value, bool) else str(value)
         self.source_name = str(params['source'])
         self.frame_id = str(params['frame_id'])
         self.bridge = Bridge(BridgeConfig(
@@ -119,6 +131,8 @@ class InstrumentsNode(Node):
                 msg.header.stamp = stamp
                 msg.header.frame_id = self.frame_id
                 INPUT_BY_NAME[name].fill_msg(msg, sample)
+                if name == 'heading':  # the one reference the bridge publishes
+                    msg.is_true_north = self.bridge.reference == 'true'
                 self.pubs[name].publish(msg)
 
     def _diagnostics(self) -> None:

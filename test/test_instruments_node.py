@@ -7,6 +7,7 @@ The installed executables run as processes, as `ros2 run` starts them.
 import bisect
 import json
 import math
+import os
 import pathlib
 import socket
 import subprocess
@@ -141,6 +142,7 @@ def test_nmea_over_tcp_becomes_the_pilots_topics_and_the_autopilot_takes_them(
 
         heading = heading_from_msg(last['heading'])
         assert heading.heading == pytest.approx(90 * DEG)
+        assert last['heading'].is_true_north is False  # HDM: magnetic
         imu_msg = last['imu']
         assert imu_msg.angular_velocity.z == pytest.approx(-1 * DEG / 1.0 * 1.0, abs=1e-9)
         assert math.isnan(imu_msg.angular_velocity.x) and math.isnan(imu_msg.angular_velocity.y)
@@ -184,12 +186,194 @@ def test_nmea_over_tcp_becomes_the_pilots_topics_and_the_autopilot_takes_them(
         mux.close()
 
 
+# -- NMEA 2000: frames on a CAN bus shared between processes -> instruments_node ------------
+@pytest.fixture
+def can_bus():
+    """vcan0 where it exists, else python-can's udp_multicast on a group and port of this
+    test's own, kept on this host (instruments/nmea2000_out.py says why both)."""
+    from autopilot_ros.instruments.nmea2000_out import SharedBusUnavailable, shared_bus
+    try:
+        return shared_bus()
+    except SharedBusUnavailable as exc:
+        pytest.skip(f'no CAN bus that processes can share: {exc}')
+
+
+class N2kInstruments:
+    """A boat's NMEA 2000 instruments: every PGN the bridge reads, 10 times a second.
+
+    Each batch: a true heading (numbered: its raw value is TRUE_RAW + n, in 1e-4 rad, so a
+    message is matched with the time its frame was sent), a magnetic one (the node is told
+    to publish the true one only), rate of turn 1 deg/s to starboard, roll 10 deg starboard
+    side down and pitch 5 deg bow up, apparent wind 10 kn from the port beam, speed 3.09 m/s
+    (128259, or 130577 fast packets of 2.5 m/s once `fast` is set), rudder 17.5 deg to port,
+    a rudder of another instance, and a truncated 127250 frame.
+    """
+
+    TRUE_RAW = 15708  # 90 deg
+
+    def __init__(self, bus) -> None:
+        self.tx = bus.open()
+        self.sent: dict[int, float] = {}  # raw heading -> time.time() its frame was sent
+        self.fast = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def batch(self, n: int) -> tuple[int, list]:
+        from autopilot_ros.instruments import nmea2000_out as out
+
+        raw = self.TRUE_RAW + n % 2000
+        frames = [out.frame(127250, out.heading(raw * 1e-4, reference=out.TRUE)),
+                  out.frame(127250, out.heading(100 * DEG, deviation=-500)),  # magnetic
+                  out.frame(127251, out.rate_of_turn(1 * DEG)),
+                  out.frame(127257, out.attitude(roll=10 * DEG, pitch=5 * DEG)),
+                  out.frame(130306, out.wind(10 * KNOT, 270 * DEG))]
+        if self.fast.is_set():
+            frames += [out.frame(130577, f, source=36)
+                       for f in out.fast_packet_frames(out.direction_data(2.5), n % 8)]
+        else:
+            frames.append(out.frame(128259, out.speed(3.09)))
+        frames += [out.frame(127245, out.rudder(-17.5 * DEG)),
+                   out.frame(127245, out.rudder(30 * DEG, instance=1)),  # not ours
+                   out.frame(127250, out.heading(1.0)[:4])]  # truncated
+        return raw, frames
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            raw, frames = self.batch(n)
+            self.sent[raw] = time.time()
+            for f in frames:
+                self.tx.send(f)
+            n += 1
+            self.stop.wait(0.1)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.tx.shutdown()
+
+
+def test_nmea2000_on_a_shared_can_bus_becomes_the_pilots_topics_and_the_autopilot_takes_them(
+        can_bus, spinner, wait, processes):
+    """The installed instruments_node on a CAN bus another process sends on, over DDS."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+
+    from autopilot_ros.inputs import INPUT_BY_NAME, check_sample
+    from autopilot_ros.ros_messages import message_class
+    from autopilot_ros.samples import imu_from_msg, rudder_from_msg, speed_from_msg, wind_from_msg
+
+    node = spinner.add(Node('n2k_probe', context=spinner.executor.context))
+    last: dict = {}
+    headings: list = []  # (message, when it arrived here)
+    for name, spec in INPUT_BY_NAME.items():
+        node.create_subscription(
+            message_class(spec.msg_type), name,
+            lambda m, n=name: last.__setitem__(n, m), qos_profile_sensor_data)
+    node.create_subscription(message_class(INPUT_BY_NAME['heading'].msg_type), 'heading',
+                             lambda m: headings.append((m, time.time())),
+                             qos_profile_sensor_data)
+    diags: list = []
+    node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+    instruments = N2kInstruments(can_bus)
+    try:
+        proc = processes([executable('instruments_node'), '--ros-args', *can_bus.node_args(),
+                          '-p', 'heading_reference:=true', '-p', 'rudder_full_scale_deg:=35.0',
+                          '-p', 'backoff_initial:=0.1'],
+                         env={**os.environ, **can_bus.env()})
+        assert wait(lambda: len(last) == 5, timeout=30), (last.keys(), proc.poll(),
+                                                          can_bus.describe())
+        # Let a few batches through: every message below comes from a whole batch.
+        assert wait(lambda: len(headings) >= 5, timeout=10)
+
+        # Heading: the true one only, each exactly as sent, stamped when its frame arrived
+        # (after it was sent, before it reached us: this computer's clock, both processes).
+        for msg, arrived in headings:
+            raw = round(msg.heading * 1e4)
+            assert msg.heading == pytest.approx(raw * 1e-4, abs=1e-12)
+            assert raw in instruments.sent, raw  # never the magnetic 100 deg
+            assert msg.is_true_north is True
+            stamp = _seconds(msg.header.stamp)
+            assert instruments.sent[raw] - 1e-3 <= stamp <= arrived + 1e-3, (
+                instruments.sent[raw], stamp, arrived)
+        imu_msg = last['imu']
+        # 127251 > 0 turns to starboard; REP-103's z is up, so z = -rate.
+        assert imu_msg.angular_velocity.z == pytest.approx(-1 * DEG, abs=1e-7)
+        assert math.isnan(imu_msg.angular_velocity.x) and math.isnan(imu_msg.angular_velocity.y)
+        assert imu_msg.linear_acceleration_covariance[0] == -1.0  # REP-145: absent
+        assert imu_msg.angular_velocity_covariance[0] != -1.0  # the turn rate is there
+        assert imu_msg.orientation_covariance[0] != -1.0  # and so is the attitude
+        imu = imu_from_msg(imu_msg)
+        # 127257's pitch > 0 is bow up; ours is bow down.
+        assert imu.roll == pytest.approx(10 * DEG, abs=1e-4)
+        assert imu.pitch == pytest.approx(-5 * DEG, abs=1e-4)
+        wind = wind_from_msg(last['wind'])  # 270 deg clockwise: from port, negative
+        assert wind.awa == pytest.approx(-90 * DEG, abs=1e-4)
+        assert wind.aws == pytest.approx(10 * KNOT, abs=0.005)
+        assert speed_from_msg(last['speed']).stw == pytest.approx(3.09)
+        assert rudder_from_msg(last['rudder_angle']).angle == pytest.approx(-0.5, abs=1e-3)
+        for name, msg in last.items():
+            stamp = _seconds(msg.header.stamp)
+            assert abs(stamp - time.time()) < 2.0, name  # receive time, this clock
+            assert msg.header.frame_id == 'base_link', name
+            # The autopilot's own reading of each message: taken, not dropped.
+            assert check_sample(INPUT_BY_NAME[name].from_msg(msg)) is None, name
+
+        # Speed through water from 130577 fast packets, reassembled across processes.
+        instruments.fast.set()
+        assert wait(lambda: speed_from_msg(last['speed']).stw == pytest.approx(2.5),
+                    timeout=10), speed_from_msg(last['speed'])
+
+        def status():
+            for array in reversed(diags):
+                for s in array.status:
+                    if s.name.endswith(': nmea2000'):
+                        return s, {kv.key: kv.value for kv in s.values}
+            return None, {}
+
+        # Rates are counted over 5 s: wait until the window is full of 10 Hz batches.
+        kinds = ('heading', 'turn_rate', 'attitude', 'wind', 'speed', 'rudder')
+        assert wait(lambda: all(float(status()[1].get(f'{k} rate', '0 Hz').split()[0]) > 7.0
+                                for k in kinds), timeout=15), status()[1]
+        s, values = status()
+        assert s.level == b'\x00', s.message
+        assert s.hardware_id == 'nmea2000' and values['source'] == 'nmea2000'
+        assert values['connection'] == f'{can_bus.interface} CAN bus {can_bus.channel}'
+        assert values['connected'] == 'true' and values['reconnects'] == '0'
+        assert values['stamped with'].startswith('receive time')
+        assert values['heading reference'] == 'true'
+        assert int(values['not published: magnetic heading (publishing true)']) >= 10
+        # Every batch's truncated frame: a counted decode error, never a value.
+        assert int(values['parse errors']) >= 10
+        assert 'truncated' in values['last error'] and 'PGN 127250' in values['last error']
+        # The other rudder instance and nothing else is ignored; all the rest was read.
+        received, readings = int(values['received']), int(values['readings'])
+        assert received >= readings + int(values['parse errors']) + int(values['ignored'])
+        assert int(values['ignored']) >= 10
+        assert proc.poll() is None
+    finally:
+        instruments.close()
+
+
 def test_a_source_that_cannot_start_says_so_in_one_line(tmp_path):
     out = subprocess.run([executable('instruments_node'), '--ros-args', '-p', 'source:=smoke'],
                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stdout.strip().splitlines()[-1] == (
         "instruments_node: source 'smoke': one of nmea0183, nmea2000, signalk")
+    assert 'Traceback' not in out.stdout + out.stderr
+
+
+def test_a_parameter_of_the_wrong_type_says_so_in_one_line(tmp_path):
+    out = subprocess.run([executable('instruments_node'), '--ros-args', '-p', 'source:=nmea2000',
+                          '-p', 'nmea2000.rudder_instance:=port'],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith('instruments_node: ') and 'nmea2000.rudder_instance' in line
+    assert "'port'" in line and 'INTEGER' in line
     assert 'Traceback' not in out.stdout + out.stderr
 
 
