@@ -1,31 +1,40 @@
-"""Benchmark the instrument bridges: parser throughput and sentence-to-topic latency.
+"""Benchmark the instrument bridges: parser throughput and input-to-topic latency.
 
 Prints two tables:
 - each parser's throughput (messages parsed per second, one core, pure Python): NMEA 0183
-  sentences through Nmea0183Parser (framing, checksum, pynmea2, fields, checks), and NMEA
-  2000 frames through Nmea2000Decoder (single-frame PGNs, and a fast packet's 3 frames),
-  and the whole bridge (parse + readings to samples);
-- the end-to-end latency from a sentence written to a TCP socket to its message arriving
-  on the `heading` topic, through the installed instruments_node process (p50, p99, max).
-Run with `make bench`; figures depend on the machine and its load.
+  sentences through Nmea0183Parser (framing, checksum, pynmea2, fields, checks), NMEA 2000
+  frames through Nmea2000Decoder (single-frame PGNs, and a fast packet's 3 frames), Signal K
+  deltas through DeltaParser, and the whole bridge (parse + readings to samples);
+- for each bridge, the end-to-end latency from the input leaving this process to its message
+  arriving here on the `heading` topic, through the installed instruments_node process over
+  DDS (p50, p99, max, lost): an NMEA 0183 sentence written to a TCP socket, an NMEA 2000
+  127250 frame sent on a CAN bus shared between processes (vcan0, else python-can's
+  udp_multicast), a Signal K delta written into a real signalk-server the node subscribes
+  to. Every heading carries a number, so each message is matched with what was sent; one
+  measuring routine serves all three.
+Run with `make bench`; figures depend on the machine and its load (printed).
 """
 
 import argparse
+from collections.abc import Callable, Iterator
+import contextlib
+from dataclasses import dataclass, field
 import math
 import os
 import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
-import can
 import numpy as np
 
+from autopilot_ros.instruments import nmea2000_out as n2k
 from autopilot_ros.instruments.bridge import Bridge
 from autopilot_ros.instruments.nmea0183 import Nmea0183Parser
-from autopilot_ros.instruments.nmea2000 import Nmea2000Decoder, can_id, fast_packet_frames
+from autopilot_ros.instruments.nmea2000 import Nmea2000Decoder, fast_packet_frames
 from autopilot_ros.sim.nmea_out import sentence
 
 MIXED_0183 = [sentence(b) for b in (
@@ -59,15 +68,12 @@ def bench_parsers(seconds: float) -> list[tuple[str, float]]:
     rows.append(('NMEA 0183 sentences, parse + bridge to samples',
                  throughput(parse_and_map, count, seconds)))
 
-    def frame(pgn, payload):
-        return can.Message(arbitration_id=can_id(pgn, 35), data=payload, is_extended_id=True)
-    import struct
-    singles = [frame(127250, struct.pack('<BHhhB', 0, 10000, 0x7FFF, 0x7FFF, 0xFD)),
-               frame(127251, struct.pack('<BiBBB', 0, 1000, 255, 255, 255)),
-               frame(127257, struct.pack('<BhhhB', 0, 0x7FFF, 100, 200, 255)),
-               frame(130306, struct.pack('<BHHBBB', 0, 500, 10000, 0xFA, 255, 255)),
-               frame(128259, struct.pack('<BHHBBB', 0, 312, 0xFFFF, 0, 255, 255)),
-               frame(127245, struct.pack('<BBhhBB', 0, 255, 0x7FFF, -1745, 255, 255))] * 50
+    singles = [n2k.frame(127250, n2k.heading(1.0)),
+               n2k.frame(127251, n2k.rate_of_turn(3.125e-5)),
+               n2k.frame(127257, n2k.attitude(roll=0.02, pitch=0.01)),
+               n2k.frame(130306, n2k.wind(5.0, 1.0)),
+               n2k.frame(128259, n2k.speed(3.12)),
+               n2k.frame(127245, n2k.rudder(-0.1745))] * 50
     decoder = Nmea2000Decoder()
 
     def decode_all():
@@ -75,98 +81,289 @@ def bench_parsers(seconds: float) -> list[tuple[str, float]]:
             decoder.decode(f, 1.0)
     rows.append(('NMEA 2000 single-frame PGNs (6 kinds)',
                  throughput(decode_all, len(singles), seconds)))
-    payload = struct.pack('<BBHHHHHH', 0xC0, 0, 10000, 200, 15000, 321, 0xFFFF, 0xFFFF)
-    fast = [frame(130577, f) for s in range(8) for f in fast_packet_frames(payload, s)] * 20
+
+    def decode_and_map():
+        for f in singles:
+            for reading in decoder.decode(f, 1.0):
+                bridge.take(reading)
+    rows.append(('NMEA 2000 single-frame PGNs, decode + bridge to samples',
+                 throughput(decode_and_map, len(singles), seconds)))
+    fast = [n2k.frame(130577, f) for s in range(8)
+            for f in fast_packet_frames(n2k.direction_data(3.21), s)] * 20
 
     def decode_fast():
         for f in fast:
             decoder.decode(f, 1.0)
     rows.append(('NMEA 2000 fast-packet frames (130577, 3 per PGN)',
                  throughput(decode_fast, len(fast), seconds)))
+    # What signalk-server sends a subscriber: one path per delta (bench_signalk.py's mix).
+    sys.path.append(str(pathlib.Path(__file__).resolve().parent))  # after: `python -P`
+    from bench_signalk import server_deltas
+
+    from autopilot_ros.instruments.signalk import DeltaParser
+    deltas = server_deltas(350)
+    delta_parser = DeltaParser()
+
+    def parse_deltas():
+        for d in deltas:
+            delta_parser.parse(d, 1.0)
+    rows.append(('Signal K server deltas (7 paths, 1 per delta)',
+                 throughput(parse_deltas, len(deltas), seconds)))
+
+    def parse_deltas_and_map():
+        for d in deltas:
+            for reading in delta_parser.parse(d, 1.0).readings:
+                bridge.take(reading)
+    rows.append(('Signal K server deltas, parse + bridge to samples',
+                 throughput(parse_deltas_and_map, len(deltas), seconds)))
     return rows
 
 
-def bench_latency(count: int, rate_hz: float) -> tuple[np.ndarray, int]:
-    """Seconds from sendall() of an HDM sentence to its `heading` message in a subscriber."""
-    from ament_index_python.packages import get_package_prefix
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.qos import qos_profile_sensor_data
+@dataclass
+class Link:
+    """One bridge's input, as the latency routine drives it.
 
-    from autopilot_ros.isolation import isolate_dds
-    from autopilot_ros.msg import Heading
+    `send(tag)` sends a heading numbered `tag` (step `step` radians, so the message's
+    heading / step is the tag), to a node started with `node_args` and `env`.
+    """
 
-    isolate_dds()
+    name: str
+    path: str  # what the figure spans, for the table
+    node_args: list[str]
+    send: Callable[[int], None]
+    step: float  # rad per tag
+    env: dict[str, str] = field(default_factory=dict)
+    tags: int = 3600  # headings below 2 pi: tags 0 .. tags - 1
+
+
+class RowSkipped(Exception):
+    """A latency row this machine cannot run (no Node.js, no shared CAN bus): says why."""
+
+
+@contextlib.contextmanager
+def nmea0183_link() -> Iterator[Link]:
+    """A TCP server the node connects to (as to a multiplexer); HDM at 0.1 deg."""
     server = socket.create_server(('127.0.0.1', 0))
-    port = server.getsockname()[1]
-    exe = pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros/instruments_node'
-    proc = subprocess.Popen([str(exe), '--ros-args', '-p', 'source:=nmea0183',
-                             '-p', f'nmea0183.port:={port}'],
+    server.settimeout(60.0)
+    conn: list[socket.socket] = []
+
+    def send(tag: int) -> None:
+        if not conn:
+            conn.append(server.accept()[0])
+        conn[0].sendall(sentence(f'HCHDM,{tag / 10:.1f},M').encode())
+
+    try:
+        yield Link('NMEA 0183', 'HDM sentence sendall() on TCP',
+                   ['-p', 'source:=nmea0183', '-p', f'nmea0183.port:={server.getsockname()[1]}'],
+                   send, math.radians(0.1), tags=3600)
+    finally:
+        for c in conn:
+            c.close()
+        server.close()
+
+
+@contextlib.contextmanager
+def nmea2000_link() -> Iterator[Link]:
+    """A 127250 frame (magnetic heading, 1e-4 rad) on a bus shared with the node."""
+    try:
+        bus = n2k.shared_bus()
+    except n2k.SharedBusUnavailable as exc:
+        raise RowSkipped(str(exc)) from None
+    with bus.open() as tx:
+        def send(tag: int) -> None:
+            tx.send(n2k.frame(127250, n2k.heading(tag * 1e-4)))
+
+        yield Link('NMEA 2000', f'127250 frame send() on {bus.interface} {bus.channel}',
+                   bus.node_args(), send, 1e-4, env=bus.env(), tags=62831)
+
+
+@contextlib.contextmanager
+def signalk_link() -> Iterator[Link]:
+    """A throwaway signalk-server: deltas written into it, the node subscribed to it."""
+    from autopilot_ros.instruments.signalk_server import LocalSignalKServer, node_executable
+    from autopilot_ros.samples import HeadingSample
+    from autopilot_ros.sim.signalk_out import SignalKFeed, samples_to_delta
+
+    if node_executable() is None:
+        raise RowSkipped('Node.js is not installed: the real signalk-server cannot run here')
+    with tempfile.TemporaryDirectory(prefix='signalk-bench-') as folder, \
+            LocalSignalKServer(pathlib.Path(folder), sample=None) as server, \
+            SignalKFeed(server.url) as feed:
+        def send(tag: int) -> None:
+            feed.send(samples_to_delta([HeadingSample(0.0, tag * 1e-4)], epoch=time.time()))
+
+        yield Link('Signal K', 'delta written into signalk-server (WebSocket)',
+                   ['-p', 'source:=signalk', '-p', f'signalk.url:={server.url}'], send, 1e-4,
+                   tags=62831)
+
+
+LINKS = {'nmea0183': nmea0183_link, 'nmea2000': nmea2000_link, 'signalk': signalk_link}
+
+
+class HeadingProbe:
+    """Subscribes to `heading` once and notes when each numbered heading arrives."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from autopilot_ros.msg import Heading
+
+        rclpy.init()
+        self.node = Node('bench_instruments')
+        self.step = 1.0
+        self.arrivals: dict[int, float] = {}
+        # Best effort, as published, with room: a drop in this probe is not the bridge's.
+        self.node.create_subscription(
+            Heading, 'heading', self._take,
+            QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _take(self, msg) -> None:
+        self.arrivals.setdefault(round(msg.heading / self.step), time.perf_counter())
+
+    def _spin(self) -> None:
+        while not self.stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        import rclpy
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown()
+
+
+def instruments_node() -> str:
+    from ament_index_python.packages import get_package_prefix
+    return str(pathlib.Path(get_package_prefix('autopilot_ros')) / 'lib/autopilot_ros'
+               / 'instruments_node')
+
+
+def measure(link: Link, probe: HeadingProbe, count: int, rate_hz: float,
+            progress: 'Progress') -> tuple[np.ndarray, int]:
+    """Seconds from `link.send(tag)` to the numbered `heading` message (and how many never
+    came), through a fresh instruments_node process: the one routine of every row."""
+    if count >= link.tags - 1:
+        raise ValueError(f'{link.name}: at most {link.tags - 2} numbered headings')
+    proc = subprocess.Popen([instruments_node(), '--ros-args', *link.node_args],
+                            env={**os.environ, **link.env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rclpy.init()
-    node = Node('bench_instruments')
-    arrivals: dict[int, float] = {}
-    # The heading in hundredths of a degree numbers the sentence (0..35999).
-    node.create_subscription(
-        Heading, 'heading',
-        lambda m: arrivals.setdefault(round(math.degrees(m.heading) * 10), time.perf_counter()),
-        qos_profile_sensor_data)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    stop = threading.Event()
-    spin = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05)
-                                            for _ in iter(stop.is_set, True)], daemon=True)
-    spin.start()
     sent: dict[int, float] = {}
     try:
-        conn, _ = server.accept()
-        # Wait until the node's publisher and our subscription have matched.
-        warm = 0
-        while not arrivals and warm < 200:
-            conn.sendall(sentence('HCHDM,359.9,M').encode())
+        probe.step = link.step
+        probe.arrivals.clear()
+        # Until the node is up, subscribed to its input and matched with the probe: a
+        # heading the measured ones never use (the last tag).
+        warm = link.tags - 1
+        deadline = time.monotonic() + 60.0
+        while warm not in probe.arrivals:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f'{link.name}: no heading from instruments_node '
+                                   f'(exit code {proc.poll()})')
+            link.send(warm)
             time.sleep(0.05)
-            warm += 1
-        arrivals.clear()
-        period = 1.0 / rate_hz
+        time.sleep(0.2)
+        probe.arrivals.clear()
+        start = time.perf_counter()
         for k in range(count):
-            tag = k % 3000
-            line = sentence(f'HCHDM,{tag / 10:.1f},M').encode()
-            sent[tag] = time.perf_counter()
-            conn.sendall(line)
-            time.sleep(period)
+            time.sleep(max(0.0, start + k / rate_hz - time.perf_counter()))
+            sent[k] = time.perf_counter()
+            link.send(k)
+            if k % 25 == 0 or k == count - 1:
+                progress.bar(f'{link.name} latency', k + 1, count)
         time.sleep(0.5)
-        conn.close()
     finally:
-        stop.set()
-        spin.join(timeout=2)
         proc.terminate()
-        proc.wait(timeout=10)
-        node.destroy_node()
-        rclpy.shutdown()
-        server.close()
-    lat = np.array([arrivals[t] - sent[t] for t in sent if t in arrivals])
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    arrivals = dict(probe.arrivals)
+    lat = np.array([arrivals[k] - sent[k] for k in sent if k in arrivals])
     return lat, len(sent) - len(lat)
+
+
+class Progress:
+    """A bar on a terminal, a line per row otherwise (as training/train.py's Progress)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def bar(self, label: str, done: int, total: int) -> None:
+        if self.tty:
+            filled = int(30 * done / max(1, total))
+            sys.stderr.write(f'\r{label} [{"#" * filled}{"." * (30 - filled)}] '
+                             f'{done}/{total}'.ljust(80))
+            sys.stderr.flush()
+
+    def line(self, text: str) -> None:
+        if self.tty:
+            sys.stderr.write('\r' + ' ' * 80 + '\r')
+        sys.stderr.write(text + '\n')
+        sys.stderr.flush()
+
+
+def bench_latency(names: list[str], count: int, rate_hz: float
+                  ) -> list[tuple[str, str, np.ndarray | None, int, str]]:
+    """(bridge, path, latencies or None, lost, why not measured) per bridge."""
+    from autopilot_ros.isolation import isolate_dds
+
+    isolate_dds()
+    probe = HeadingProbe()
+    progress = Progress()
+    rows = []
+    try:
+        for name in names:
+            progress.line(f'{name}: {count} headings at {rate_hz:g} Hz through '
+                          'instruments_node ...')
+            try:
+                with LINKS[name]() as link:
+                    lat, lost = measure(link, probe, count, rate_hz, progress)
+                rows.append((link.name, link.path, lat, lost, ''))
+            except RowSkipped as exc:
+                rows.append((name, '', None, count, str(exc)))
+            progress.line(f'{name}: done')
+    finally:
+        probe.close()
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seconds', type=float, default=2.0, help='per throughput row')
-    parser.add_argument('--count', type=int, default=1000, help='sentences for the latency')
-    parser.add_argument('--rate', type=float, default=50.0, help='sentences per second')
+    parser.add_argument('--count', type=int, default=1000, help='headings per latency row')
+    parser.add_argument('--rate', type=float, default=50.0, help='headings per second')
+    parser.add_argument('--bridges', nargs='+', choices=sorted(LINKS), default=list(LINKS),
+                        help='latency rows to measure (default: all three)')
+    parser.add_argument('--no-throughput', action='store_true', help='latency rows only')
     args = parser.parse_args()
-    print(f'Instrument bridges (python {sys.version.split()[0]}, '
-          f'OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "-")})\n')
-    print('| parser | messages / s |\n|---|---|')
-    for name, rate in bench_parsers(args.seconds):
-        print(f'| {name} | {rate:,.0f} |')
-    lat, lost = bench_latency(args.count, args.rate)
-    ms = lat * 1e3
-    print(f'\nSentence written to TCP -> message on `heading` (instruments_node process, '
-          f'{args.count} sentences at {args.rate:g} Hz)\n')
-    print('| p50 ms | p99 ms | max ms | lost |\n|---|---|---|---|')
-    print(f'| {np.percentile(ms, 50):.2f} | {np.percentile(ms, 99):.2f} | {ms.max():.2f} '
-          f'| {lost} |')
+    load = ', '.join(f'{x:.2f}' for x in os.getloadavg())
+    print(f'Instrument bridges (python {sys.version.split()[0]}, {os.cpu_count()} cores, '
+          f'load average {load}, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "-")})\n')
+    if not args.no_throughput:
+        print('| parser | messages / s |\n|---|---|')
+        for name, rate in bench_parsers(args.seconds):
+            print(f'| {name} | {rate:,.0f} |', flush=True)
+    rows = bench_latency(args.bridges, args.count, args.rate)
+    print(f'\nInput -> message on `heading` in this process (instruments_node process over '
+          f'DDS, {args.count} numbered headings at {args.rate:g} Hz; load average now '
+          f'{os.getloadavg()[0]:.2f})\n')
+    print('| bridge | input | p50 ms | p99 ms | max ms | lost |\n|---|---|---|---|---|---|')
+    for name, path, lat, lost, why in rows:
+        if lat is None or not len(lat):
+            print(f'| {name} | not measured: {why or "nothing arrived"} | | | | {lost} |')
+            continue
+        ms = lat * 1e3
+        print(f'| {name} | {path} | {np.percentile(ms, 50):.2f} | {np.percentile(ms, 99):.2f} '
+              f'| {ms.max():.2f} | {lost} |')
     return 0
 
 
