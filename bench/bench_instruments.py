@@ -10,8 +10,9 @@ Prints two tables:
   DDS (p50, p99, max, lost): an NMEA 0183 sentence written to a TCP socket, an NMEA 2000
   127250 frame sent on a CAN bus shared between processes (vcan0, else python-can's
   udp_multicast), a Signal K delta written into a real signalk-server the node subscribes
-  to. Every heading carries a number, so each message is matched with what was sent; one
-  measuring routine serves all three.
+  to. Every heading carries a number, so each message is matched with what was sent. One
+  measuring routine serves all three: a node per bridge runs throughout, and the headings
+  go in rounds taken in turn, so a spell of load on a shared machine falls on all alike.
 Run with `make bench`; figures depend on the machine and its load (printed).
 """
 
@@ -201,32 +202,34 @@ LINKS = {'nmea0183': nmea0183_link, 'nmea2000': nmea2000_link, 'signalk': signal
 
 
 class HeadingProbe:
-    """Subscribes to `heading` once and notes when each numbered heading arrives."""
+    """One subscriber node: for each watched topic, when each numbered heading arrived."""
 
     def __init__(self) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-        from autopilot_ros.msg import Heading
 
         rclpy.init()
         self.node = Node('bench_instruments')
-        self.step = 1.0
-        self.arrivals: dict[int, float] = {}
-        # Best effort, as published, with room: a drop in this probe is not the bridge's.
-        self.node.create_subscription(
-            Heading, 'heading', self._take,
-            QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT))
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
 
-    def _take(self, msg) -> None:
-        self.arrivals.setdefault(round(msg.heading / self.step), time.perf_counter())
+    def watch(self, topic: str, step: float) -> dict[int, float]:
+        """Tag -> perf_counter() of its first arrival on `topic` (filled as they come)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from autopilot_ros.msg import Heading
+
+        arrivals: dict[int, float] = {}
+        # Best effort, as published, with room: a drop in this probe is not the bridge's.
+        self.node.create_subscription(
+            Heading, topic,
+            lambda msg: arrivals.setdefault(round(msg.heading / step), time.perf_counter()),
+            QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT))
+        return arrivals
 
     def _spin(self) -> None:
         while not self.stop.is_set():
@@ -247,52 +250,70 @@ def instruments_node() -> str:
                / 'instruments_node')
 
 
-def measure(link: Link, probe: HeadingProbe, count: int, rate_hz: float,
-            progress: 'Progress') -> tuple[np.ndarray, int]:
-    """Seconds from `link.send(tag)` to the numbered `heading` message (and how many never
-    came), through a fresh instruments_node process: the one routine of every row."""
-    if count >= link.tags - 1:
-        raise ValueError(f'{link.name}: at most {link.tags - 2} numbered headings')
-    proc = subprocess.Popen([instruments_node(), '--ros-args', *link.node_args],
-                            env={**os.environ, **link.env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sent: dict[int, float] = {}
-    try:
-        probe.step = link.step
-        probe.arrivals.clear()
-        # Until the node is up, subscribed to its input and matched with the probe: a
-        # heading the measured ones never use (the last tag).
-        warm = link.tags - 1
+class Row:
+    """One bridge under measurement: its link, its instruments_node process (publishing
+    `heading` on a topic of its own), and what was sent and what arrived."""
+
+    def __init__(self, name: str, link: Link, probe: HeadingProbe) -> None:
+        self.name, self.link = name, link
+        topic = f'/bench_instruments/{name}/heading'
+        self.arrivals = probe.watch(topic, link.step)
+        self.sent: dict[int, float] = {}
+        self.proc = subprocess.Popen(
+            [instruments_node(), '--ros-args', *link.node_args, '-r', f'heading:={topic}'],
+            env={**os.environ, **link.env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def warm(self) -> None:
+        """Until the node is up, reading its input and matched with the probe: a heading
+        the measured ones never use (the last tag)."""
+        warm = self.link.tags - 1
         deadline = time.monotonic() + 60.0
-        while warm not in probe.arrivals:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f'{link.name}: no heading from instruments_node '
-                                   f'(exit code {proc.poll()})')
-            link.send(warm)
+        while warm not in self.arrivals:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f'{self.link.name}: no heading from instruments_node '
+                                   f'(exit code {self.proc.poll()})')
+            self.link.send(warm)
             time.sleep(0.05)
-        time.sleep(0.2)
-        probe.arrivals.clear()
-        start = time.perf_counter()
-        for k in range(count):
-            time.sleep(max(0.0, start + k / rate_hz - time.perf_counter()))
-            sent[k] = time.perf_counter()
-            link.send(k)
-            if k % 25 == 0 or k == count - 1:
-                progress.bar(f'{link.name} latency', k + 1, count)
-        time.sleep(0.5)
-    finally:
-        proc.terminate()
+
+    def result(self) -> tuple[np.ndarray, int]:
+        arrivals = dict(self.arrivals)
+        lat = np.array([arrivals[k] - t for k, t in self.sent.items() if k in arrivals])
+        return lat, len(self.sent) - len(lat)
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-    arrivals = dict(probe.arrivals)
-    lat = np.array([arrivals[k] - sent[k] for k in sent if k in arrivals])
-    return lat, len(sent) - len(lat)
+            self.proc.kill()
+
+
+def measure(rows: list[Row], count: int, rate_hz: float, rounds: int,
+            progress: 'Progress') -> None:
+    """Send `count` numbered headings to every row at `rate_hz`, in `rounds` blocks taken in
+    turn, so a spell of load on a shared machine falls on every bridge alike: the one
+    measuring routine of all rows. Arrival times fill in as they come."""
+    for row in rows:
+        if count > row.link.tags - 1:
+            raise ValueError(f'{row.name}: at most {row.link.tags - 1} numbered headings')
+    done, total = 0, count * len(rows)
+    for r in range(rounds):
+        block = range(r * count // rounds, (r + 1) * count // rounds)
+        for row in rows:
+            start = time.perf_counter()
+            for i, k in enumerate(block):
+                time.sleep(max(0.0, start + i / rate_hz - time.perf_counter()))
+                row.sent[k] = time.perf_counter()
+                row.link.send(k)
+                done += 1
+                if done % 25 == 0 or done == total:
+                    progress.bar('latency', done, total)
+    time.sleep(0.5)  # the last ones arrive
 
 
 class Progress:
-    """A bar on a terminal, a line per row otherwise (as training/train.py's Progress)."""
+    """A bar on a terminal, lines otherwise (as training/train.py's Progress)."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
@@ -311,29 +332,41 @@ class Progress:
         sys.stderr.flush()
 
 
-def bench_latency(names: list[str], count: int, rate_hz: float
+def bench_latency(names: list[str], count: int, rate_hz: float, rounds: int
                   ) -> list[tuple[str, str, np.ndarray | None, int, str]]:
-    """(bridge, path, latencies or None, lost, why not measured) per bridge."""
+    """(bridge, input, latencies or None, lost, why not measured) per bridge."""
     from autopilot_ros.isolation import isolate_dds
 
     isolate_dds()
     probe = HeadingProbe()
     progress = Progress()
-    rows = []
+    out: dict[str, tuple] = {}
+    rows: list[Row] = []
     try:
-        for name in names:
-            progress.line(f'{name}: {count} headings at {rate_hz:g} Hz through '
-                          'instruments_node ...')
-            try:
-                with LINKS[name]() as link:
-                    lat, lost = measure(link, probe, count, rate_hz, progress)
-                rows.append((link.name, link.path, lat, lost, ''))
-            except RowSkipped as exc:
-                rows.append((name, '', None, count, str(exc)))
-            progress.line(f'{name}: done')
+        with contextlib.ExitStack() as stack:
+            for name in names:
+                try:
+                    link = stack.enter_context(LINKS[name]())
+                except RowSkipped as exc:
+                    out[name] = (name, '', None, count, str(exc))
+                    progress.line(f'{name}: not measured: {exc}')
+                    continue
+                row = Row(name, link, probe)
+                stack.callback(row.stop)
+                rows.append(row)
+            for row in rows:
+                row.warm()
+                progress.line(f'{row.link.name}: instruments_node up ({row.link.path})')
+            progress.line(f'{count} numbered headings to each at {rate_hz:g} Hz, '
+                          f'in {rounds} rounds ...')
+            measure(rows, count, rate_hz, rounds, progress)
+            progress.line('done')
+            for row in rows:
+                lat, lost = row.result()
+                out[row.name] = (row.link.name, row.link.path, lat, lost, '')
     finally:
         probe.close()
-    return rows
+    return [out[name] for name in names]
 
 
 def main() -> int:
@@ -341,6 +374,8 @@ def main() -> int:
     parser.add_argument('--seconds', type=float, default=2.0, help='per throughput row')
     parser.add_argument('--count', type=int, default=1000, help='headings per latency row')
     parser.add_argument('--rate', type=float, default=50.0, help='headings per second')
+    parser.add_argument('--rounds', type=int, default=5,
+                        help='blocks per bridge, taken in turn (spreads load spells evenly)')
     parser.add_argument('--bridges', nargs='+', choices=sorted(LINKS), default=list(LINKS),
                         help='latency rows to measure (default: all three)')
     parser.add_argument('--no-throughput', action='store_true', help='latency rows only')
@@ -352,18 +387,19 @@ def main() -> int:
         print('| parser | messages / s |\n|---|---|')
         for name, rate in bench_parsers(args.seconds):
             print(f'| {name} | {rate:,.0f} |', flush=True)
-    rows = bench_latency(args.bridges, args.count, args.rate)
-    print(f'\nInput -> message on `heading` in this process (instruments_node process over '
-          f'DDS, {args.count} numbered headings at {args.rate:g} Hz; load average now '
-          f'{os.getloadavg()[0]:.2f})\n')
-    print('| bridge | input | p50 ms | p99 ms | max ms | lost |\n|---|---|---|---|---|---|')
+    rows = bench_latency(args.bridges, args.count, args.rate, args.rounds)
+    print(f'\nInput -> message on `heading` in this process (an instruments_node process per '
+          f'bridge, over DDS; {args.count} numbered headings each at {args.rate:g} Hz in '
+          f'{args.rounds} rounds taken in turn; load average now {os.getloadavg()[0]:.2f})\n')
+    print('| bridge | input | p50 ms | p90 ms | p99 ms | max ms | lost |\n'
+          '|---|---|---|---|---|---|---|')
     for name, path, lat, lost, why in rows:
         if lat is None or not len(lat):
-            print(f'| {name} | not measured: {why or "nothing arrived"} | | | | {lost} |')
+            print(f'| {name} | not measured: {why or "nothing arrived"} | | | | | {lost} |')
             continue
-        ms = lat * 1e3
-        print(f'| {name} | {path} | {np.percentile(ms, 50):.2f} | {np.percentile(ms, 99):.2f} '
-              f'| {ms.max():.2f} | {lost} |')
+        p50, p90, p99 = np.percentile(lat * 1e3, [50, 90, 99])
+        print(f'| {name} | {path} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {lat.max() * 1e3:.2f} '
+              f'| {lost} |')
     return 0
 
 
