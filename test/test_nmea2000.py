@@ -27,6 +27,7 @@ from autopilot_ros.instruments.nmea2000 import (
     fast_packet_frames,
     pgn_of,
 )
+
 # Payloads packed from the PGN definitions, not from the decoder's tables.
 from autopilot_ros.instruments.nmea2000_out import (
     NA16,
