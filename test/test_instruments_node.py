@@ -1,5 +1,6 @@
-"""instruments_node over real DDS: NMEA 0183 from a TCP socket in, the pilot's topics out,
-and the whole chain simulator -> NMEA 0183 -> instruments_node -> autopilot_node steering.
+"""instruments_node over real DDS: NMEA 0183 from a TCP socket and NMEA 2000 from a CAN bus
+shared with this process in, the pilot's topics out, and the whole chains simulator ->
+NMEA 0183 or Signal K -> instruments_node -> autopilot_node steering.
 
 The installed executables run as processes, as `ros2 run` starts them.
 """
