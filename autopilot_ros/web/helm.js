@@ -131,9 +131,11 @@ function render() {
       $('target-unit').textContent = '\u00b0';
     }
     $('target-heading').textContent = fmt(s.target_heading_deg, 1);
-    const err = s.heading_error_deg;
+    // Heading error and command are the pilot's live output: from a silent pilot they are
+    // old numbers, shown as a dash (the badge says how long it has been silent).
+    const err = alive ? s.heading_error_deg : null;
     $('error').textContent = err === null ? '\u2013' : `${err > 0 ? '+' : ''}${err.toFixed(1)}`;
-    $('command').textContent = percent(s.command);
+    $('command').textContent = percent(alive ? s.command : null);
     $('rudder').textContent = percent(s.rudder);
     moveMark($('bar-command'), alive ? s.command : null);
     moveMark($('bar-rudder'), s.rudder);
