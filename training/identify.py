@@ -16,6 +16,10 @@ Each part of the model is fitted where it is observable, with scipy's least_squa
   sensor offset): the Nomoto model of Boat.step driven by the MEASURED rudder angle, speed,
   roll and apparent wind, by output error over short windows started from the measured
   heading and turn rate, never by differentiating the gyro.
+- compass lag (its damping): the compass against the gyro's turn rate, integrated, over
+  short windows (a per-window offset, gyro drift and scale taken out), before the yaw fit,
+  which then holds it. Fitted with the yaw model instead, it traded against the damping:
+  0.14 s for laggy_instruments' 0.8 s, and a PID tuned on that twin lost the boat downwind.
 Per recording, the gyro bias comes from the gyro's mean against the compass's net turn,
 and the disturbance (what the yaw model cannot explain, the gust level) is measured.
 
@@ -361,6 +365,52 @@ def compass_view(h: np.ndarray, r0: np.ndarray, lag_s: float, dt: float = GRID_D
     for k in range(h.shape[1] - 1):
         out[:, k + 1] = out[:, k] + a * (h[:, k + 1] - out[:, k])
     return out
+
+
+MAX_COMPASS_LAG_S = 3.0  # the search's upper bound (a compass damped longer is no compass)
+
+
+def fit_compass_lag(heading: np.ndarray, rate: np.ndarray, dt: float = GRID_DT
+                    ) -> tuple[float, float]:
+    """The compass's time constant from windows (rows) of heading and gyro turn rate: the
+    lag that best turns the integrated turn rate into what the compass read, with a
+    per-window offset, scale and drift fitted away (start heading, heel's projection of the
+    gyro, gyro bias). The yaw model plays no part, so the lag cannot trade against damping.
+    Returns the lag and its jackknife standard deviation over 5 blocks of windows."""
+    from scipy.optimize import minimize_scalar
+
+    n = heading.shape[1]
+    integrated = np.concatenate((np.zeros((len(rate), 1)),
+                                 np.cumsum(rate[:, :-1], axis=1) * dt), axis=1)
+    t = np.arange(n) * dt
+
+    def sse(lag: float, rows: np.ndarray) -> float:
+        view = compass_view(integrated[rows] + lag * rate[rows, :1], rate[rows, 0], lag, dt)
+        x = np.stack((view, np.ones_like(view), np.broadcast_to(t, view.shape)), axis=2)
+        xtx = np.einsum('wni,wnj->wij', x, x)
+        xty = np.einsum('wni,wn->wi', x, heading[rows])
+        beta = np.linalg.solve(xtx + 1e-12 * np.eye(3), xty[..., None])[..., 0]
+        res = heading[rows] - np.einsum('wni,wi->wn', x, beta)
+        return float(np.sum(res * res))
+
+    def best(rows: np.ndarray) -> float:
+        grid = np.linspace(0.0, MAX_COMPASS_LAG_S, 31)
+        k = int(np.argmin([sse(g, rows) for g in grid]))
+        lo, hi = grid[max(0, k - 1)], grid[min(len(grid) - 1, k + 1)]
+        if hi - lo <= 0.0:
+            return float(grid[k])
+        return float(minimize_scalar(lambda g: sse(g, rows), bounds=(lo, hi),
+                                     method='bounded', options={'xatol': 1e-3}).x)
+
+    everything = np.arange(len(heading))
+    lag = best(everything)
+    blocks = np.array_split(everything, 5)
+    if min(len(b) for b in blocks) == 0:
+        return lag, float('nan')
+    leave_out = [best(np.setdiff1d(everything, b)) for b in blocks]
+    std = math.sqrt((len(blocks) - 1) / len(blocks)
+                    * float(np.sum((np.asarray(leave_out) - np.mean(leave_out)) ** 2)))
+    return lag, std
 
 
 def simulate_roll(g: float, period: float, zeta: float, offset: float, roll0: np.ndarray,
@@ -881,7 +931,7 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
         warnings.append(f'never downwind for long ({downwind_s:.0f} s with the apparent wind '
                         f'abaft the beam, needs {MIN_DOWNWIND_S:.0f}): downwind helm assumed')
     free.append(_Free('rudder_offset', False, 0.0, -0.3, 0.3))
-    free.append(_Free('compass_lag_s', False, 0.1, 0.0, 3.0))
+    fixed['compass_lag_s'], lag_std = fit_compass_lag(data['heading'], data['rate'])
 
     def params_of(v: dict[str, float]) -> dict[str, float]:
         p = {**fixed, **v}
@@ -893,8 +943,8 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     def residuals(v: dict[str, float]) -> np.ndarray:
         h, r = simulate_yaw(params_of(v), data['heading'][:, 0], data['rate'][:, 0],
                             data['rudder'], data['speed'], roll, downwind)
-        h = compass_view(h + v['compass_lag_s'] * data['rate'][:, :1], data['rate'][:, 0],
-                         v['compass_lag_s'])
+        lag = fixed['compass_lag_s']
+        h = compass_view(h + lag * data['rate'][:, :1], data['rate'][:, 0], lag)
         # The window's start heading is one compass reading, noisy: its offset is fitted
         # per window (projected out), so the compass's noise cannot pose as damping.
         dh = h - data['heading']
@@ -923,7 +973,7 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
     out = {}
     for f in free:
         name = f.name
-        if name in ('rudder_offset', 'compass_lag_s'):
+        if name == 'rudder_offset':
             continue
         if name == 'damping_scale':
             scale, sd = fit.values[name], fit.std[name]
@@ -932,8 +982,7 @@ def _fit_yaw(tracks: Sequence[Track], prior: BoatParams, roll_offset: float,
                                        'yaw fit (scaled together: their ratio is assumed)')
             continue
         out[name] = ParamResult(name, p[name], fit.std[name], True, 'yaw fit')
-    extras = {'compass_lag_s': fit.values['compass_lag_s'],
-              'compass_lag_s_std': fit.std['compass_lag_s'],
+    extras = {'compass_lag_s': fixed['compass_lag_s'], 'compass_lag_s_std': lag_std,
               'rudder_sensor_offset': fit.values['rudder_offset'],
               'rudder_sensor_offset_std': fit.std['rudder_offset'],
               'yaw_windows': len(data['heading'])}
