@@ -75,6 +75,7 @@ def bench(boat, minutes: float, bags: Path | None) -> dict:
         'slew': ident.params['rudder_slew'].value / tp.rudder_slew - 1.0,
         'length': ident.params['length'].value / tp.length - 1.0,
         'heel': design_heel_of(ident.spec.params) - design_heel_of(tp),
+        'lag': f'{ident.instruments["compass_lag_s"]:.2f}/{boat.sensors.compass_lag_s:.2f}',
         **{f'{g}:{k}@{h:g}': math.sqrt(sums[g, h][k] / max(1, counts[g]))
            for g in groups for h in idm.HORIZONS_S for k in idm.PREDICTORS},
     }
@@ -93,17 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         args.bags.mkdir(parents=True, exist_ok=False)
     rows = [bench(boat, args.minutes, args.bags) for boat in boats_by_names(args.boat)]
     print('\nsummary: identified vs true (gain, damping at 3 m/s, slew, length: relative; '
-          'weather helm, design heel in deg: difference); heading RMS over all held-out '
-          'scenarios, deg')
+          'weather helm, design heel in deg: difference; compass lag s: identified/true); '
+          'heading RMS over all held-out scenarios, deg')
     print(f'{"boat":<20} {"gain":>6} {"damp3":>6} {"helm":>6} {"heel":>6} {"slew":>6} '
-          f'{"length":>7} '
+          f'{"length":>7} {"lag":>9} '
           f'{"10s model/const/keep":>22} {"30s model/const/keep":>22}')
     for r in rows:
         c10 = '/'.join(f'{math.degrees(r[f"all:{k}@10"]):.1f}' for k in idm.PREDICTORS)
         c30 = '/'.join(f'{math.degrees(r[f"all:{k}@30"]):.1f}' for k in idm.PREDICTORS)
         print(f'{r["boat"]:<20} {r["gain"]:>+6.0%} {r["damp3"]:>+6.0%} {r["helm"]:>+6.2f} '
               f'{r["heel"]:>+6.1f} '
-              f'{r["slew"]:>+6.0%} {r["length"]:>+7.0%} {c10:>22} {c30:>22}')
+              f'{r["slew"]:>+6.0%} {r["length"]:>+7.0%} {r["lag"]:>9} {c10:>22} {c30:>22}')
     print('\nheading RMS by sea, deg, model/constant turn rate/keeps heading: big seas '
           f'({", ".join(BIG_SEAS)}: the helmsman cancels waves the model cannot see) and the '
           'other scenarios')
