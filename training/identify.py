@@ -369,6 +369,39 @@ def compass_view(h: np.ndarray, r0: np.ndarray, lag_s: float, dt: float = GRID_D
 
 MAX_COMPASS_LAG_S = 3.0  # the search's upper bound (a compass damped longer is no compass)
 COMPASS_LAG_STD_WARN = 0.15  # s: a standard deviation above this is said
+MAX_WIND_DAMPING_S = 6.0  # s: the search's upper bound for the wind instrument's damping
+WIND_WINDOW_S = 20.0  # windows of the wind damping fit
+WIND_DAMPING_STD_WARN = 0.5  # s: a standard deviation above this is said
+
+
+def _time_constant(sse: Callable[[float, np.ndarray], float], windows: int, upper: float
+                   ) -> tuple[float, float]:
+    """The time constant in [0, upper] minimising sse(tau, rows of windows): a grid, then a
+    bounded scalar search around its best; and its jackknife std over 5 blocks of windows."""
+    from scipy.optimize import minimize_scalar
+
+    def best(rows: np.ndarray) -> float:
+        grid = np.linspace(0.0, upper, 31)
+        k = int(np.argmin([sse(g, rows) for g in grid]))
+        lo, hi = grid[max(0, k - 1)], grid[min(len(grid) - 1, k + 1)]
+        return float(minimize_scalar(lambda g: sse(g, rows), bounds=(lo, hi),
+                                     method='bounded', options={'xatol': 1e-3}).x)
+
+    everything = np.arange(windows)
+    tau = best(everything)
+    blocks = np.array_split(everything, 5)
+    if min(len(b) for b in blocks) == 0:
+        return tau, float('nan')
+    leave_out = [best(np.setdiff1d(everything, b)) for b in blocks]
+    std = math.sqrt((len(blocks) - 1) / len(blocks)
+                    * float(np.sum((np.asarray(leave_out) - np.mean(leave_out)) ** 2)))
+    return tau, std
+
+
+def _integrated(rate: np.ndarray, dt: float) -> np.ndarray:
+    """The heading change since each window's start, from the gyro's turn rate."""
+    return np.concatenate((np.zeros((len(rate), 1)), np.cumsum(rate[:, :-1], axis=1) * dt),
+                          axis=1)
 
 
 def fit_compass_lag(heading: np.ndarray, rate: np.ndarray, dt: float = GRID_DT
@@ -380,40 +413,52 @@ def fit_compass_lag(heading: np.ndarray, rate: np.ndarray, dt: float = GRID_DT
     (for heel's projection of the gyro): it traded against the lag in windows with little
     turning (on a 5 Hz compass without lag, 0.4 s in calm water; 0.00 without it).
     Returns the lag and its jackknife standard deviation over 5 blocks of windows."""
-    from scipy.optimize import minimize_scalar
-
-    n = heading.shape[1]
-    integrated = np.concatenate((np.zeros((len(rate), 1)),
-                                 np.cumsum(rate[:, :-1], axis=1) * dt), axis=1)
-    t = np.arange(n) * dt
+    integrated = _integrated(rate, dt)
+    t = np.arange(heading.shape[1]) * dt
+    tc = t - t.mean()
 
     def sse(lag: float, rows: np.ndarray) -> float:
         view = compass_view(integrated[rows] + lag * rate[rows, :1], rate[rows, 0], lag, dt)
         res = heading[rows] - view
         # Least squares of offset + drift per window, in closed form (t is the same in all).
-        tc = t - t.mean()
         res = res - res.mean(axis=1, keepdims=True)
         res = res - np.outer(res @ tc / float(tc @ tc), tc)
         return float(np.sum(res * res))
 
-    def best(rows: np.ndarray) -> float:
-        grid = np.linspace(0.0, MAX_COMPASS_LAG_S, 31)
-        k = int(np.argmin([sse(g, rows) for g in grid]))
-        lo, hi = grid[max(0, k - 1)], grid[min(len(grid) - 1, k + 1)]
-        if hi - lo <= 0.0:
-            return float(grid[k])
-        return float(minimize_scalar(lambda g: sse(g, rows), bounds=(lo, hi),
-                                     method='bounded', options={'xatol': 1e-3}).x)
+    return _time_constant(sse, len(heading), MAX_COMPASS_LAG_S)
 
-    everything = np.arange(len(heading))
-    lag = best(everything)
-    blocks = np.array_split(everything, 5)
-    if min(len(b) for b in blocks) == 0:
-        return lag, float('nan')
-    leave_out = [best(np.setdiff1d(everything, b)) for b in blocks]
-    std = math.sqrt((len(blocks) - 1) / len(blocks)
-                    * float(np.sum((np.asarray(leave_out) - np.mean(leave_out)) ** 2)))
-    return lag, std
+
+def fit_wind_damping(awa: np.ndarray, rate: np.ndarray, dt: float = GRID_DT
+                     ) -> tuple[float, float]:
+    """The wind instrument's damping (sensors.py: a first-order lag of the apparent wind)
+    from windows (rows) of apparent wind angle and gyro turn rate: the time constant that
+    best turns the heading change (the integrated gyro, negated) into the change of the AWA,
+    each window's scale (how much AWA a degree of heading moves at that point of sail and
+    speed), offset and drift fitted away. Gusts and shifts do not follow the yaw, so they
+    are noise here, not bias; 20 s windows give the turns room. The first model tried,
+    the apparent wind vector from a steady true wind, read gusts as damping (1.7-3.5 s on a
+    boat without any). In wind modes the pilot steers on this reading: laggy_instruments'
+    2 s, missing from its twin, let gains tuned there (kp 2.5, kd 2.7) lose it downwind.
+    Returns the damping and its jackknife std."""
+    turned = -_integrated(rate, dt)
+    angle = np.unwrap(awa, axis=1)
+    n = awa.shape[1]
+    t = np.arange(n) * dt
+
+    def sse(tau: float, rows: np.ndarray) -> float:
+        a = 1.0 - math.exp(-dt / tau) if tau > 1e-6 else 1.0
+        x = turned[rows]
+        view = np.empty(x.shape)  # sensors.py's update, settled at the window's start
+        view[:, 0] = x[:, 0]
+        for k in range(1, n):
+            view[:, k] = view[:, k - 1] + a * (x[:, k] - view[:, k - 1])
+        reg = np.stack((view, np.ones_like(view), np.broadcast_to(t, view.shape)), axis=2)
+        beta = np.linalg.solve(np.einsum('wni,wnj->wij', reg, reg) + 1e-9 * np.eye(3),
+                               np.einsum('wni,wn->wi', reg, angle[rows])[..., None])[..., 0]
+        res = angle[rows] - np.einsum('wni,wi->wn', reg, beta)
+        return float(np.sum(res * res))
+
+    return _time_constant(sse, len(awa), MAX_WIND_DAMPING_S)
 
 
 def simulate_roll(g: float, period: float, zeta: float, offset: float, roll0: np.ndarray,
@@ -1207,17 +1252,30 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
                 f'assumed, not identified (size-scaled for {params.length:.1f} m)')
 
     say('identify: disturbance and instruments ...')
+    wind_wins = _windows(fit_tracks, WIND_WINDOW_S)
+    n_wind = int(round(WIND_WINDOW_S / GRID_DT))
+    if sum(len(starts) for _, starts in wind_wins) >= 10:
+        wind_damping, wind_std = fit_wind_damping(_stack(wind_wins, n_wind, 'awa'),
+                                                  _stack(wind_wins, n_wind, 'rate'))
+        if not wind_std <= WIND_DAMPING_STD_WARN:
+            warnings.append(f'wind instrument damping {wind_damping:.2f} s +- {wind_std:.2f}: '
+                            'poorly identified (few turns against a steady wind)')
+    else:
+        wind_damping, wind_std = 0.0, math.nan
+        warnings.append(f'wind instrument damping not identified (under 10 stretches of '
+                        f'{WIND_WINDOW_S:g} s with every input fresh): assumed none')
     disturbance = [_disturbance(tr, p, roll_offset) for tr in fit_tracks]
     biases = [tr.gyro_bias_z for tr in tracks] + [tr.gyro_bias_x for tr in tracks]
     rates = {key: float(np.median([tr.rates_hz[key] for tr in tracks]))
              for key in tracks[0].rates_hz}
     sensors = replace(SensorConfig(), **{k: round(v, 2) for k, v in rates.items() if v > 0},
                       gyro_bias_std=min(0.1, float(np.sqrt(np.mean(np.square(biases))))),
-                      compass_lag_s=p['compass_lag_s'],
+                      compass_lag_s=p['compass_lag_s'], wind_damping_s=wind_damping,
                       imu_roll_offset=max(-0.3, min(0.3, roll_offset)))
     instruments = {**rates, 'gyro_bias_z_per_recording': [tr.gyro_bias_z for tr in tracks],
                    'imu_roll_offset': roll_offset, 'compass_lag_s': p['compass_lag_s'],
-                   'compass_lag_s_std': p['compass_lag_s_std']}
+                   'compass_lag_s_std': p['compass_lag_s_std'],
+                   'wind_damping_s': wind_damping, 'wind_damping_s_std': wind_std}
 
     say(f'identify: checking on {check.name} ...')
     evaluation = evaluate(check, p, roll_offset)
@@ -1313,8 +1371,9 @@ def report_markdown(ident: Identification, yaml_name: str, png_name: str) -> str
             'per recording, deg/s: ' + ', '.join(
                 f'{math.degrees(b):.3f}' for b in inst['gyro_bias_z_per_recording'])
             + f'. Compass lag (damping) {inst["compass_lag_s"]:.2f} s +- '
-            f'{inst["compass_lag_s_std"]:.2f}, IMU roll offset '
-            f'{math.degrees(inst["imu_roll_offset"]):.1f} deg (both fitted). The other '
+            f'{inst["compass_lag_s_std"]:.2f}, wind instrument damping '
+            f'{inst["wind_damping_s"]:.2f} s +- {inst["wind_damping_s_std"]:.2f}, IMU roll '
+            f'offset {math.degrees(inst["imu_roll_offset"]):.1f} deg (all fitted). The other '
             "instrument settings are the simulator's defaults.", '']
     return '\n'.join(out)
 
