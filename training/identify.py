@@ -1257,7 +1257,12 @@ def identify(recordings: Sequence[Any], holdout: Any | None = None,
     if sum(len(starts) for _, starts in wind_wins) >= 10:
         wind_damping, wind_std = fit_wind_damping(_stack(wind_wins, n_wind, 'awa'),
                                                   _stack(wind_wins, n_wind, 'rate'))
-        if not wind_std <= WIND_DAMPING_STD_WARN:
+        if wind_damping >= 0.95 * MAX_WIND_DAMPING_S:  # at the bound: nothing was found
+            warnings.append(f'wind instrument damping not identified (the search ended at '
+                            f'its bound, {MAX_WIND_DAMPING_S:g} s: too few turns): assumed '
+                            'none')
+            wind_damping, wind_std = 0.0, math.nan
+        elif not wind_std <= WIND_DAMPING_STD_WARN:
             warnings.append(f'wind instrument damping {wind_damping:.2f} s +- {wind_std:.2f}: '
                             'poorly identified (few turns against a steady wind)')
     else:
