@@ -15,11 +15,13 @@ Each part of the model is fitted where it is observable, with scipy's least_squa
 - yaw (rudder gain, yaw damping base and per speed, weather and downwind helm, rudder
   sensor offset): the Nomoto model of Boat.step driven by the MEASURED rudder angle, speed,
   roll and apparent wind, by output error over short windows started from the measured
-  heading and turn rate, never by differentiating the gyro.
+  heading and the turn rate averaged over +-0.4 s, never by differentiating the gyro.
 - compass lag (its damping): the compass against the gyro's turn rate, integrated, over
-  short windows (a per-window offset, gyro drift and scale taken out), before the yaw fit,
-  which then holds it. Fitted with the yaw model instead, it traded against the damping:
-  0.14 s for laggy_instruments' 0.8 s, and a PID tuned on that twin lost the boat downwind.
+  short windows (a per-window offset and gyro drift taken out), before the yaw fit, which
+  then holds it. Fitted with the yaw model instead, it traded against the damping: 0.14 s
+  for laggy_instruments' 0.8 s, and a PID tuned on that twin lost the boat downwind.
+- wind instrument damping: the AWA against the integrated gyro over 20 s windows (a
+  per-window scale, offset and drift taken out).
 Per recording, the gyro bias comes from the gyro's mean against the compass's net turn,
 and the disturbance (what the yaw model cannot explain, the gust level) is measured.
 
