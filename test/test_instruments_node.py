@@ -21,6 +21,9 @@ pytestmark = pytest.mark.dds
 
 DEG = math.pi / 180
 KNOT = 1852 / 3600
+# Sim seconds after the probe's first truth message before bridged values are compared: more
+# than the chain's lag (printed by the Signal K test; p95 well under 1 s at 2x real time).
+CHAIN_SETTLE_S = 2.0
 
 
 def sentence(body: str) -> str:
@@ -445,17 +448,37 @@ def signalk_server(tmp_path):
     server.close()
 
 
-def _values_match(bridge: list[float], truth: list[float], tol: float) -> float:
-    """The share of the bridge's values that are (within tol) one the simulator produced."""
-    if not bridge:
+def _values_match(bridge: list, truth: list, value, tol: float) -> float:
+    """The share of the bridge's values that are (within tol) one the simulator produced.
+
+    Only bridged messages stamped CHAIN_SETTLE_S after the first truth message count: the
+    simulator publishes before DDS discovery has matched the probe's truth subscriptions (on a
+    loaded machine, seconds), while the bridge gets those readings through the server all the
+    same, and a reading the probe never saw is not a sign error.
+    """
+    if not truth:
         return 0.0
-    ordered = sorted(truth)
+    start = _seconds(truth[0].header.stamp) + CHAIN_SETTLE_S
+    ours = [value(m) for m in bridge if _seconds(m.header.stamp) >= start]
+    ours = [v for v in ours if v is not None]
+    if not ours:
+        return 0.0
+    ordered = sorted(v for v in (value(m) for m in truth) if v is not None)
     hits = 0
-    for value in bridge:
-        i = bisect.bisect_left(ordered, value)
+    for v in ours:
+        i = bisect.bisect_left(ordered, v)
         near = [ordered[j] for j in (i - 1, i) if 0 <= j < len(ordered)]
-        hits += any(abs(value - t) <= tol for t in near)
-    return hits / len(bridge)
+        hits += any(abs(v - t) <= tol for t in near)
+    return hits / len(ours)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _attitude(sample, field: str) -> float | None:
+    """Roll or pitch where the message carries an attitude, else None (not compared)."""
+    return getattr(sample, field) if sample.orientation_known else None
 
 
 def _chain_lag(bridged: list, truth: list, value) -> str:
@@ -541,29 +564,28 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
         assert len(got.get(name, [])) > 100, (name, len(got.get(name, [])))
         problems = [check_sample(spec.from_msg(m)) for m in got[name]]
         assert [p for p in problems if p is not None] == [], name
+    lag = _chain_lag(got['heading'], got['/truth/heading'], lambda m: m.heading)
+    print(lag)  # shown with pytest -s or -rP
+
     # The signs: each value the bridge published is one the simulator's sensors produced.
-    heading = [m.heading for m in got['heading']]
-    assert _values_match(heading, [m.heading for m in got['/truth/heading']], 1e-9) > 0.95
+    def match(name: str, value, tol: float = 1e-9) -> float:
+        return _values_match(got[name], got['/truth/' + name], value, tol)
+
+    assert match('heading', lambda m: m.heading) > 0.95, lag
     for field in ('angle', 'speed'):
-        ours = [getattr(m, field) for m in got['wind']]
-        assert _values_match(ours, [getattr(m, field) for m in got['/truth/wind']],
-                             1e-9) > 0.95, field
-    assert _values_match([m.twist.linear.x for m in got['speed']],
-                         [m.twist.linear.x for m in got['/truth/speed']], 1e-9) > 0.95
-    assert _values_match([m.angle for m in got['rudder_angle']],
-                         [m.angle for m in got['/truth/rudder_angle']], 1e-9) > 0.95
+        assert match('wind', lambda m, f=field: getattr(m, f)) > 0.95, (field, lag)
+    assert match('speed', lambda m: m.twist.linear.x) > 0.95, lag
+    assert match('rudder_angle', lambda m: m.angle) > 0.95, lag
     # The recovery scenario turns 75 deg: the rudder and the turn rate go both ways.
     rudder = [m.angle for m in got['rudder_angle']]
     assert min(rudder) < -0.05 and max(rudder) > 0.05
-    imu, imu_truth = ([imu_from_msg(m) for m in got[k]] for k in ('imu', '/truth/imu'))
+    imu = [imu_from_msg(m) for m in got['imu']]
     rates = [s.yaw_rate_z for s in imu if math.isfinite(s.yaw_rate_z)]
     assert min(rates) < -0.01 and max(rates) > 0.01  # REP-103: z > 0 is a turn to port
-    assert _values_match(rates, [s.yaw_rate_z for s in imu_truth], 1e-9) > 0.95
-    attitude = [s for s in imu if s.orientation_known]
-    assert len(attitude) > 100
+    assert match('imu', lambda m: _finite(imu_from_msg(m).yaw_rate_z)) > 0.95
+    assert sum(s.orientation_known for s in imu) > 100
     for field in ('roll', 'pitch'):  # Signal K pitch is bow up: flipped twice on the way
-        assert _values_match([getattr(s, field) for s in attitude],
-                             [getattr(s, field) for s in imu_truth], 1e-6) > 0.95, field
+        assert match('imu', lambda m, f=field: _attitude(imu_from_msg(m), f), 1e-6) > 0.95, field
     # REP-145: Signal K has no accelerations and no roll or pitch rates: marked absent.
     for m in got['imu']:
         assert m.linear_acceleration_covariance[0] == -1.0
@@ -575,9 +597,6 @@ def test_the_simulator_through_signalk_and_the_bridge_is_steered_by_the_autopilo
     assert values['connection'] == f'{signalk_server.url}/signalk/v1/stream'
     assert values['stamped with'].startswith('receive time')
     assert values['heading reference'] == 'magnetic'
-
-    lag = _chain_lag(got['heading'], got['/truth/heading'], lambda m: m.heading)
-    print(lag)  # shown with pytest -s or -rP
     assert_the_pid_steered_the_recovery_on_bridged_inputs(statuses, result, lag)
 
 
