@@ -257,8 +257,8 @@ def _tune_pid_parser() -> argparse.ArgumentParser:
                    help='search and before/after per scenario')
     p.add_argument('--no-margin', action='store_true',
                    help='tune on the boat alone; by default every candidate also sails it '
-                        '0.15 s later, twice as noisy and with a 20 %% weaker rudder, what an '
-                        'identified twin may hide (tune_pid.margin_boat)')
+                        '0.15 s later and twice as noisy, with the rudder 20 %% weaker and 25 %% '
+                        'stronger, what an identified twin may hide (tune_pid.margin_boats)')
     return p
 
 

@@ -69,11 +69,11 @@ LOST_PENALTY = 10.0  # P, per lost run, times its worst error / LOST_DEG
 TUNE_SEED_BASE = 300
 DEFAULT_TRIALS = 128
 DEFAULT_SEEDS = 2
-# The margin boat (margin_boat): what a twin may hide.
+# The margin boats (margin_boats): what a twin may hide.
 MARGIN_LATENCY_S = 0.15
 MARGIN_COMPASS_LAG_S = 0.4
 MARGIN_NOISE = 2.0
-MARGIN_RUDDER = 0.8
+MARGIN_RUDDER = 0.8  # the weaker margin boat's rudder; the stronger one's is 1 / 0.8
 POPULATION = 16  # candidates per generation of differential evolution, at most
 LOCAL_SPAN = 0.3  # the first generation's near half: this share of each gain's search range
 MIN_POPULATION = 5  # scipy's differential evolution needs at least this many members
@@ -254,25 +254,31 @@ def evaluate_gains(boat: BoatSpec, gain_sets: Sequence[PIDGains], seeds: Sequenc
         return runner.sail(list(gain_sets), list(seeds))
 
 
-def margin_boat(boat: BoatSpec) -> BoatSpec:
+def margin_boats(boat: BoatSpec) -> list[BoatSpec]:
     """The boat as identification may have got it wrong: what a twin does not see.
 
-    Measured (tools/twin_study.py, before this margin): gains tuned on the twin of
+    Measured (tools/twin_study.py, docs/boat_twin.md): gains tuned on the twin of
     laggy_instruments sailed its true boat at 11.95 deg RMS against 2.80 for gains tuned on
     the boat itself, losing it downwind: identification does not measure latency or sensor
     noise, so the twin was quicker and quieter than the boat, and the search took the D gain
-    from 4.9 down to 0.8, which only a quick, quiet boat forgives. Every candidate therefore
-    also sails this boat, every reading 0.15 s later, its noise doubled, the compass 0.4 s
-    more damped and the rudder 20 % weaker, and is scored on both: gains that lose this boat
-    are out, however well they steer the twin.
+    from 4.9 down to 0.8, which only a quick, quiet boat forgives. So both margin boats read
+    every instrument 0.15 s later, with its noise doubled and the compass 0.4 s more damped.
+
+    The rudder gain is the parameter whose error costs most, and identification gets it wrong
+    both ways: a margin with only a weaker rudder (20 %) favoured high gains, which cost
+    micro_cruiser 1.57 times the truth-tuned RMS downwind, and laggy_instruments' rudder came
+    out 25 % weak (its sensors' noise). So one margin boat has the rudder 20 % weaker and the
+    other 25 % stronger (1 / 0.8): gains that lose the boat either way are out, however well
+    they steer the twin.
     """
     p, sn = boat.params, boat.sensors
     sensors = replace(sn, latency_s=min(2.0, sn.latency_s + MARGIN_LATENCY_S),
                       compass_lag_s=sn.compass_lag_s + MARGIN_COMPASS_LAG_S,
                       **{f.name: getattr(sn, f.name) * MARGIN_NOISE for f in fields(sn)
                          if f.name.endswith('_noise')})
-    return replace(boat, name=f'{boat.name} (margin)', sensors=sensors,
-                   params=replace(p, rudder_gain=p.rudder_gain * MARGIN_RUDDER))
+    return [replace(boat, name=f'{boat.name} (margin, rudder x{scale:g})', sensors=sensors,
+                    params=replace(p, rudder_gain=p.rudder_gain * scale))
+            for scale in (MARGIN_RUDDER, 1.0 / MARGIN_RUDDER)]
 
 
 def population_size(trials: int) -> int:
@@ -316,8 +322,9 @@ def tune_pid(boat: BoatSpec, trials: int = DEFAULT_TRIALS, seeds: Sequence[int] 
     the tuning seeds'). `optimiser_seed` seeds differential evolution: the same arguments
     give the same gains. The tuned gains are never worse than `start` on the tuning seeds:
     `start` is in the first generation and the search keeps its best. With `margin` every
-    candidate also sails `margin_boat(boat)` and J is the mean over both (twice the runs):
-    gains that lose the boat when it is slower and noisier than its twin are out. The
+    candidate also sails the two `margin_boats(boat)` and J is the mean over the three (three
+    times the runs): gains that lose the boat when it is slower and noisier than its twin, its
+    rudder weaker or stronger, are out. The
     before/after table is the boat's own.
     """
     from scipy.optimize import differential_evolution
@@ -344,7 +351,7 @@ def tune_pid(boat: BoatSpec, trials: int = DEFAULT_TRIALS, seeds: Sequence[int] 
         evaluations = trials if trials < size else size * (trials // size)
         n_table = len({PIDGains(), start}) + 1 if check else 0  # default, start, tuned
         candidates_total = 1 + int(start != default) + evaluations
-        sailed_on = [boat, margin_boat(boat)] if margin else [boat]
+        sailed_on = [boat, *margin_boats(boat)] if margin else [boat]
         runner = _Runner(sailed_on, scenarios, workers,
                          total=len(scenarios) * (len(sailed_on) * len(seeds) * candidates_total
                                                  + len(check) * n_table),
@@ -404,7 +411,7 @@ def tune_pid(boat: BoatSpec, trials: int = DEFAULT_TRIALS, seeds: Sequence[int] 
             before, after = check_runs[start], check_runs[best]
             check_before = objective(before, check_runs[default])
             check_after = objective(after, check_runs[default])
-        else:  # the tuning seeds' runs on the boat itself (not its margin twin)
+        else:  # the tuning seeds' runs on the boat itself (not its margin boats)
             own = len(scenarios) * len(seeds)
             before, after = cache[start][:own], cache[best][:own]
             check_before = check_after = math.nan
