@@ -110,8 +110,8 @@ def test_the_search_finds_better_gains_than_a_bad_start(tuned_from_bad):
     assert r.evaluations == 10 and len(r.history) == 2  # 5 candidates x 2 generations
     assert r.history == sorted(r.history, reverse=True)  # the best so far never worsens
     # Per scenario: reference, start and candidates (cached ones counted) on the boat and
-    # its margin boat, then default, start and tuned on the check seed, on the boat alone.
-    assert r.runs == 2 * (2 * (2 + 10) + 3)
+    # its two margin boats, then default, start and tuned on the check seed, on the boat alone.
+    assert r.runs == 2 * (3 * (2 + 10) + 3)
     assert [x.seed for x in r.before] == [0, 0] == [x.seed for x in r.after]
     table = tp.comparison_table(r)
     assert 'calm_compass' in table and 'beam_reach' in table and 'check seeds 0' in table
