@@ -21,6 +21,7 @@ import time
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,6 +43,7 @@ from autopilot_ros.helm import (
 )
 from autopilot_ros.helm_server import HelmServer, tls_context
 from autopilot_ros.msg import AutopilotStatus, Heading, RudderAngle, Wind
+from autopilot_ros.parameter_errors import parameter_type_message
 from autopilot_ros.pilot import POLICY_NAMES
 from autopilot_ros.srv import Steer
 
@@ -268,7 +270,9 @@ class HelmNode(Node):
                                   f'{SERVICE_TIMEOUT:g} s') from None
 
     def destroy_node(self) -> None:
-        self.server.stop()
+        # getattr: rclpy also destroys a node whose __init__ failed (no server yet) at shutdown.
+        if getattr(self, 'server', None) is not None:
+            self.server.stop()
         if getattr(self, 'foxglove', None) is not None:
             self.foxglove[0].stop()
         super().destroy_node()
@@ -281,6 +285,10 @@ def main(args: list[str] | None = None) -> None:
         signal.signal(signum, lambda s, _f: stop.append(signal.Signals(s).name))
     try:
         node = HelmNode()
+    except InvalidParameterTypeException as exc:
+        print(f'helm_node: {parameter_type_message(exc)}', flush=True)
+        rclpy.shutdown()
+        raise SystemExit(2) from None
     except (OSError, ValueError) as exc:
         # A port in use, an address this machine does not have, a bad certificate.
         print(f'helm_node: cannot serve the helm page: {exc}', flush=True)

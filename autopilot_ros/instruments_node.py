@@ -39,6 +39,7 @@ from autopilot_ros.instruments.bridge import (
 )
 from autopilot_ros.instruments.checks import kind
 from autopilot_ros.instruments.readings import Reading
+from autopilot_ros.parameter_errors import parameter_type_message
 from autopilot_ros.ros_messages import BASE_FRAME, message_class
 
 # (name, default, description): every parameter, read once at start (read-only).
@@ -79,7 +80,7 @@ class InstrumentsNode(Node):
                     description=description, read_only=True,
                     dynamic_typing=name in YAML_WORDS))
             except InvalidParameterTypeException as exc:  # one line, not a traceback
-                raise ValueError(str(exc.args[0] if exc.args else exc)) from None
+                raise ValueError(parameter_type_message(exc)) from None
         params = {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
         for name in YAML_WORDS:  # `-p heading_reference:=true` arrives as a YAML bool
             value = params[name]

@@ -29,6 +29,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -55,6 +56,7 @@ from autopilot_ros.inputs import (
 )
 from autopilot_ros.launch_config import SHIPPED, resolve_model_path
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
+from autopilot_ros.parameter_errors import parameter_type_message
 from autopilot_ros.pid_pilot import GAIN_RANGES, PIDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
 from autopilot_ros.policy import ModelError, OnnxPolicy, check_model_path
@@ -531,7 +533,9 @@ class AutopilotNode(Node):
     def stop_ticking(self) -> None:
         """No more ticks (before the final command and before the node is destroyed)."""
         self._ticking = False  # sim time: the clock's jump callback stops ticking
-        if self._ticker is not None:
+        # getattr: rclpy destroys a node whose __init__ failed (a parameter of the wrong
+        # type) at shutdown, before it had a ticker.
+        if getattr(self, '_ticker', None) is not None:
             self._ticker.stop()
 
     def destroy_node(self) -> None:
@@ -623,7 +627,12 @@ def main(args: list[str] | None = None) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    node = AutopilotNode()
+    try:
+        node = AutopilotNode()
+    except InvalidParameterTypeException as exc:
+        print(f'autopilot_node: {parameter_type_message(exc)}', flush=True)
+        rclpy.shutdown()
+        raise SystemExit(2) from None
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -377,7 +377,7 @@ def test_a_parameter_of_the_wrong_type_says_so_in_one_line(tmp_path):
     assert out.returncode == 2
     line = out.stdout.strip().splitlines()[-1]
     assert line.startswith('instruments_node: ') and 'nmea2000.rudder_instance' in line
-    assert "'port'" in line and 'INTEGER' in line
+    assert "'port'" in line and 'takes an integer' in line
     assert 'Traceback' not in out.stdout + out.stderr
 
 
