@@ -21,7 +21,7 @@ import time
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -43,7 +43,7 @@ from autopilot_ros.helm import (
 )
 from autopilot_ros.helm_server import HelmServer, tls_context
 from autopilot_ros.msg import AutopilotStatus, Heading, RudderAngle, Wind
-from autopilot_ros.parameter_errors import parameter_type_message
+from autopilot_ros.parameter_errors import parameter_error_message
 from autopilot_ros.pilot import POLICY_NAMES
 from autopilot_ros.srv import Steer
 
@@ -285,8 +285,8 @@ def main(args: list[str] | None = None) -> None:
         signal.signal(signum, lambda s, _f: stop.append(signal.Signals(s).name))
     try:
         node = HelmNode()
-    except InvalidParameterTypeException as exc:
-        print(f'helm_node: {parameter_type_message(exc)}', flush=True)
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        print(f'helm_node: {parameter_error_message(exc)}', flush=True)
         rclpy.shutdown()
         raise SystemExit(2) from None
     except (OSError, ValueError) as exc:

@@ -21,7 +21,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -39,7 +39,7 @@ from autopilot_ros.instruments.bridge import (
 )
 from autopilot_ros.instruments.checks import kind
 from autopilot_ros.instruments.readings import Reading
-from autopilot_ros.parameter_errors import parameter_type_message
+from autopilot_ros.parameter_errors import parameter_error_message
 from autopilot_ros.ros_messages import BASE_FRAME, message_class
 
 # (name, default, description): every parameter, read once at start (read-only).
@@ -79,8 +79,9 @@ class InstrumentsNode(Node):
                 self.declare_parameter(name, default, ParameterDescriptor(
                     description=description, read_only=True,
                     dynamic_typing=name in YAML_WORDS))
-            except InvalidParameterTypeException as exc:  # one line, not a traceback
-                raise ValueError(parameter_type_message(exc)) from None
+            except (InvalidParameterTypeException,
+                    InvalidParameterValueException) as exc:  # one line, not a traceback
+                raise ValueError(parameter_error_message(exc)) from None
         params = {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
         for name in YAML_WORDS:  # `-p heading_reference:=true` arrives as a YAML bool
             value = params[name]

@@ -29,7 +29,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -56,7 +56,7 @@ from autopilot_ros.inputs import (
 )
 from autopilot_ros.launch_config import SHIPPED, resolve_model_path
 from autopilot_ros.msg import AutopilotStatus, RudderCommand
-from autopilot_ros.parameter_errors import parameter_type_message
+from autopilot_ros.parameter_errors import parameter_error_message
 from autopilot_ros.pid_pilot import GAIN_RANGES, PIDGains
 from autopilot_ros.pilot import KEEP, POLICY_NAMES, Pilot, PilotConfig
 from autopilot_ros.policy import ModelError, OnnxPolicy, check_model_path
@@ -629,8 +629,8 @@ def main(args: list[str] | None = None) -> None:
         signal.signal(signum, on_signal)
     try:
         node = AutopilotNode()
-    except InvalidParameterTypeException as exc:
-        print(f'autopilot_node: {parameter_type_message(exc)}', flush=True)
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        print(f'autopilot_node: {parameter_error_message(exc)}', flush=True)
         rclpy.shutdown()
         raise SystemExit(2) from None
     executor = SingleThreadedExecutor()

@@ -36,7 +36,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParametersAtomically
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -46,7 +46,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 
 from autopilot_ros.inputs import INPUTS, input_of
 from autopilot_ros.msg import RudderCommand
-from autopilot_ros.parameter_errors import parameter_type_message
+from autopilot_ros.parameter_errors import parameter_error_message
 from autopilot_ros.ros_messages import BASE_FRAME, message_class
 from autopilot_ros.samples import SensorSample
 from autopilot_ros.sim.boats import boat_by_name
@@ -351,8 +351,8 @@ def main(args: list[str] | None = None) -> None:
         signal.signal(signum, lambda received, _frame: stop.append(received))
     try:
         node = SimNode()
-    except InvalidParameterTypeException as exc:
-        print(f'sim_node: {parameter_type_message(exc)}', flush=True)
+    except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        print(f'sim_node: {parameter_error_message(exc)}', flush=True)
         rclpy.shutdown()
         raise SystemExit(2) from None
     except ValueError as exc:
