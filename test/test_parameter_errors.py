@@ -13,7 +13,7 @@ import pytest
 from autopilot_ros.parameter_errors import parameter_error_message
 
 
-class _Raised(Exception):  # rclpy's InvalidParameterTypeException carries the same text
+class _Raised(Exception):  # rclpy's InvalidParameter*Exception carry the same texts
     pass
 
 

@@ -264,12 +264,13 @@ def margin_boats(boat: BoatSpec) -> list[BoatSpec]:
     from 4.9 down to 0.8, which only a quick, quiet boat forgives. So both margin boats read
     every instrument 0.15 s later, with its noise doubled and the compass 0.4 s more damped.
 
-    The rudder gain is the parameter whose error costs most, and identification gets it wrong
-    both ways: a margin with only a weaker rudder (20 %) favoured high gains, which cost
-    micro_cruiser 1.57 times the truth-tuned RMS downwind, and laggy_instruments' rudder came
-    out 25 % weak (its sensors' noise). So one margin boat has the rudder 20 % weaker and the
-    other 25 % stronger (1 / 0.8): gains that lose the boat either way are out, however well
-    they steer the twin.
+    A margin with only the weaker rudder (20 %) favoured high gains: micro_cruiser's sailed
+    its true boat at 1.57 times the truth-tuned RMS (most of it downwind and in heavy
+    weather), on an edge that the twin's small errors together pushed it over. And
+    identification errs on the rudder both ways (laggy_instruments': 25 % weak, from its
+    sensors' noise). So one margin boat has the rudder 20 % weaker and the other 25 %
+    stronger (1 / 0.8): gains that lose the boat either way are out, however well they steer
+    the twin.
     """
     p, sn = boat.params, boat.sensors
     sensors = replace(sn, latency_s=min(2.0, sn.latency_s + MARGIN_LATENCY_S),
